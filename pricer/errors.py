@@ -1,0 +1,21 @@
+"""Errors pricer raises on bad input: each names the file, row, column or option at fault."""
+
+
+class PricerError(Exception):
+    """Base of every error pricer raises on purpose."""
+
+
+class DataError(PricerError):
+    """Product data that is missing, unreadable or invalid."""
+
+
+class OptionError(PricerError):
+    """An option or argument with a bad value."""
+
+
+class ModelError(PricerError):
+    """A model, adapter or quantization backend that cannot be loaded here."""
+
+
+class BaselineError(PricerError):
+    """A stored baseline that is missing, unreadable or not comparable."""
