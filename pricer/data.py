@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,11 @@ DEFAULT_SPLIT = "test"
 DEFAULT_N = 250  # the course's Tester scores the first 250 test items
 DATA_ENV = "PRICER_DATA"
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+LOCAL_HINT = (
+    "To use local data, point pricer at a dataset folder or a .jsonl/.csv/.parquet file with "
+    f"--data PATH, the pytest option --pricer-data PATH or the environment variable {DATA_ENV}=PATH"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,7 +42,7 @@ class DataSpec:
     """Where items come from; everything that decides which items a run sees."""
 
     source: str = DEFAULT_DATASET
-    split: str = DEFAULT_SPLIT
+    split: str = DEFAULT_SPLIT  # ignored for a single file, which is one split
     n: int | None = DEFAULT_N
     template: str | None = None  # None: the rows' `text` column already holds the prompt
 
@@ -46,14 +54,17 @@ def resolve_source(explicit: str | None) -> str:
 
 def load_items(spec: DataSpec) -> list[Item]:
     """The first `spec.n` valid items of the split, in order; raises DataError naming what is wrong."""
+    if spec.n is not None and spec.n < 1:
+        raise DataError(f"n must be at least 1, got {spec.n}")
+    fields = _template_fields(spec.template) if spec.template else None
     rows, where = _read_rows(spec.source, spec.split)
     if spec.n is not None:
-        if spec.n < 1:
-            raise DataError(f"n must be at least 1, got {spec.n}")
         if len(rows) < spec.n:
             raise DataError(f"{where}: has {len(rows)} rows, fewer than the {spec.n} asked for")
         rows = rows.select(range(spec.n))
-    return _items_from_rows(rows, where=where, template=spec.template)
+    elif len(rows) == 0:
+        raise DataError(f"{where}: has no rows")
+    return _items_from_rows(rows, where=where, template=spec.template, fields=fields)
 
 
 def items_digest(items: Sequence[Item]) -> str:
@@ -64,79 +75,278 @@ def items_digest(items: Sequence[Item]) -> str:
     return digest.hexdigest()
 
 
-def _read_rows(source: str, split: str):  # -> datasets.Dataset, str
+def _template_fields(template: str) -> list[str]:
+    try:
+        return template_fields(template)
+    except ValueError as exc:
+        raise DataError(f"template {template!r}: {exc}") from None
+
+
+def _read_rows(source: str, split: str):  # -> tuple[datasets.Dataset, str]
+    path = Path(source).expanduser()
+    suffix = path.suffix.lower()
+    if path.is_file():
+        if suffix not in LOCAL_FORMATS:
+            raise DataError(f"{path}: unsupported file type {path.suffix!r}; use a dataset folder or a "
+                            f"{', '.join(LOCAL_FORMATS)} file")
+        return _read_file(path), str(path)
+    if path.is_dir():
+        return _read_folder(path, split)
+    if path.exists():
+        raise DataError(f"{path}: not a file or a folder")
+    # A hub id is "name" or "owner/name"; anything else that does not exist is a mistyped path.
+    if suffix in LOCAL_FORMATS or source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source:
+        raise DataError(f"{source}: no such file or folder")
+    return _read_hub(source, split)
+
+
+def _read_file(path: Path):  # -> datasets.Dataset
     import datasets
 
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()  # a local folder without a dataset card is fine
-    path = Path(source).expanduser()
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    fmt = LOCAL_FORMATS[path.suffix.lower()]
     try:
-        if path.is_dir():
-            loaded = datasets.load_dataset(str(path))
-        elif path.suffix.lower() in LOCAL_FORMATS:
-            if not path.is_file():
-                raise DataError(f"{path}: file not found")
-            # A single file is one split: the whole file.
-            return datasets.load_dataset(LOCAL_FORMATS[path.suffix.lower()], data_files=str(path), split="train"), str(path)
-        elif path.exists() or source.startswith((".", "/", "~")) or path.suffix:
-            raise DataError(
-                f"{source}: not a dataset folder or a {', '.join(LOCAL_FORMATS)} file"
-                if path.exists() else f"{source}: no such file or folder"
-            )
-        else:
+        with _quiet():
+            # A single file is one split, which `datasets` calls "train": the whole file.
+            return datasets.load_dataset(fmt, data_files=str(path), split="train")
+    except Exception as exc:  # the readers raise many kinds (ArrowInvalid, ParserError, DatasetGenerationError...)
+        raise _unreadable([path], exc) from None
+
+
+def _read_folder(path: Path, split: str):  # -> tuple[datasets.Dataset, str]
+    import datasets
+
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return _read_saved(path, split)
+    data_files = sorted(p for p in path.rglob("*") if p.suffix.lower() in LOCAL_FORMATS and p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not data_files:
+        raise DataError(f"{path}: not a dataset folder: it holds no {', '.join(LOCAL_FORMATS)} files")
+    try:
+        with _quiet():
+            builder = datasets.load_dataset_builder(str(path))
+    except Exception as exc:
+        raise _unreadable(data_files, exc) from None
+    files = {str(name): list(found) for name, found in (builder.config.data_files or {}).items()}
+    if split not in files:
+        raise DataError(f"{path}: unknown split {split!r}; it has {', '.join(sorted(files)) or 'none'}")
+    split_files = [Path(str(found)) for found in files[split]]
+    try:
+        with _quiet():
+            builder.download_and_prepare()
+            rows = builder.as_dataset(split=split)
+    except Exception as exc:
+        raise _unreadable(split_files, exc) from None
+    # Rows are numbered within the split; with one file per split that is the file's row.
+    where = str(split_files[0]) if len(split_files) == 1 else f"{path} (split {split!r})"
+    return rows, where
+
+
+def _read_saved(path: Path, split: str):  # -> tuple[datasets.Dataset, str]
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:
+        raise _unreadable([path], exc) from None
+    if isinstance(loaded, datasets.Dataset):
+        return loaded, str(path)  # saved as one split, like a single file
+    if split not in loaded:
+        raise DataError(f"{path}: unknown split {split!r}; it has {', '.join(sorted(loaded))}")
+    return loaded[split], f"{path} (split {split!r})"
+
+
+def _read_hub(source: str, split: str):  # -> tuple[datasets.Dataset, str]
+    import datasets
+
+    offline = _offline()
+    try:
+        with _quiet(), _offline_now(offline):
             loaded = datasets.load_dataset(source)
-    except DataError:
-        raise
-    except Exception as exc:  # the hub client and the file readers raise many kinds
-        if path.exists():
-            raise DataError(f"{path}: cannot be read as product data ({type(exc).__name__}: {exc})") from None
-        raise DataError(
-            f"cannot load the dataset {source!r} from the Hugging Face hub ({type(exc).__name__}). "
-            f"To use local data, point pricer at a folder or a .jsonl/.csv/.parquet file with "
-            f"--data PATH, the pytest option --pricer-data PATH or the environment variable {DATA_ENV}=PATH"
-        ) from None
+    except Exception as exc:  # the hub client raises many kinds
+        if offline:
+            reason = "offline mode is on and it is not in the local cache"
+        else:
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise DataError(f"{source}: no such file or folder here, and the Hugging Face hub cannot give that "
+                        f"dataset ({reason}). {LOCAL_HINT}") from None
     if split not in loaded:
         raise DataError(f"{source}: unknown split {split!r}; it has {', '.join(sorted(loaded))}")
     return loaded[split], f"{source} (split {split!r})"
 
 
-def _items_from_rows(rows, *, where: str, template: str | None) -> list[Item]:
+def _offline() -> bool:
+    import datasets
+
+    switched = any(os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"} for name in OFFLINE_ENVS)
+    return switched or bool(datasets.config.HF_HUB_OFFLINE)
+
+
+@contextlib.contextmanager
+def _offline_now(offline: bool) -> Iterator[None]:
+    """Honour the offline switches as they are now, not as they were when `datasets` was imported."""
+    if not offline:
+        yield
+        return
+    # datasets and huggingface_hub read HF_HUB_OFFLINE once, at import; set after that (a test's
+    # monkeypatch, a notebook cell) it is ignored and the hub client retries for ~25 s before failing.
+    import datasets
+    import huggingface_hub.constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No progress bars or log lines from datasets: pricer reports its own errors, and restores the settings."""
+    import datasets
+
+    loggers = [logging.getLogger(name) for name in ("datasets", "huggingface_hub")]
+    levels = [logger.level for logger in loggers]
+    bars_were_off = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)  # "Repo card metadata block was not found" is noise for a local folder
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if not bars_were_off:
+            datasets.enable_progress_bars()
+
+
+def _unreadable(files: Sequence[Path], exc: BaseException) -> DataError:
+    """The clearest error for files `datasets` could not read: a bad JSON line by number, else the root cause."""
+    for file in files:
+        if file.suffix.lower() in (".jsonl", ".json", ".csv") and file.is_file() and _has_no_rows(file):
+            return DataError(f"{file}: has no rows")  # datasets says 'Instruction "train" corresponds to no data!'
+        if file.suffix.lower() in (".jsonl", ".json") and file.is_file():
+            bad_line = _bad_json_line(file)
+            if bad_line:
+                return DataError(bad_line)
+    root = exc
+    while root.__cause__ is not None or root.__context__ is not None:
+        root = root.__cause__ or root.__context__
+    place = str(files[0]) if len(files) == 1 else ", ".join(str(file) for file in files)
+    detail = str(root).strip().splitlines()[0] if str(root).strip() else "no detail"
+    return DataError(f"{place}: cannot be read as product data ({type(root).__name__}: {detail})")
+
+
+def _has_no_rows(file: Path) -> bool:
+    """A text file of blank lines, or a CSV of only its header."""
+    with file.open(encoding="utf-8", errors="replace") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return lines <= (1 if file.suffix.lower() == ".csv" else 0)
+
+
+def _bad_json_line(file: Path) -> str | None:
+    """`path:line: why` for the first line of a JSON Lines file that is not a JSON object, else None."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return f"{file}: not UTF-8 text (byte {exc.start})"
+    except OSError as exc:
+        return f"{file}: cannot be read ({exc.strerror})"
+    lines = text.splitlines()
+    last = max((number for number, line in enumerate(lines, 1) if line.strip()), default=0)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == 1 and file.suffix.lower() == ".json":
+                return _bad_json_document(file, text)
+            cut = "; the file looks truncated" if number == last and not text.endswith("\n") else ""
+            return f"{file}:{number}:{exc.colno}: not valid JSON ({exc.msg}){cut}"
+        if not isinstance(value, dict) and file.suffix.lower() == ".jsonl":
+            return f"{file}:{number}: a {type(value).__name__}, not a JSON object with 'text' and 'price'"
+    return None
+
+
+def _bad_json_document(file: Path, text: str) -> str | None:
+    """`path:line: why` for a .json file holding one document (a list of rows) that does not parse."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"{file}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})"
+    return None
+
+
+def _items_from_rows(rows, *, where: str, template: str | None, fields: list[str] | None) -> list[Item]:
     columns = set(rows.column_names)
-    needed = ["price"] + (template_fields(template) if template else ["text"])
-    for column in needed:
+    if template:
+        for column in fields:
+            if column not in columns:
+                raise DataError(f"{where}: the template names column {column!r}, "
+                                f"but the columns are {', '.join(sorted(columns))}")
+    for column in ["text"] * (not template) + ["price"]:
         if column not in columns:
-            what = f"the template names column {column!r}" if template and column != "price" else f"missing column {column!r}"
-            raise DataError(f"{where}: {what}, but the columns are {', '.join(sorted(columns))}")
+            raise DataError(f"{where}: missing column {column!r}; the columns are {', '.join(sorted(columns))}")
     items: list[Item] = []
     first_row_of: dict[str, int] = {}
     for offset, row in enumerate(rows):
         number = offset + 1
-        prompt = render(template, row) if template else _text_of(row, where=where, row=number)
-        if not prompt.strip():
-            raise DataError(f"{where}: row {number}: column 'text' is empty")
+        if template:
+            prompt = _rendered(template, fields, row, where=where, row=number)
+            title = title_of(str(row["title"])) if "title" in fields else title_of(prompt)
+            what = "columns " + ", ".join(repr(name) for name in dict.fromkeys(fields))
+        else:
+            prompt = _text_of(row, where=where, row=number)
+            title = title_of(prompt)
+            what = "column 'text'"
         if prompt in first_row_of:
-            raise DataError(f"{where}: row {number}: duplicate of row {first_row_of[prompt]} (same text)")
+            raise DataError(f"{where}: row {number}: {what}: duplicate of row {first_row_of[prompt]}")
         first_row_of[prompt] = number
         price = _price_of(row, where=where, row=number)
-        items.append(Item(index=number, prompt=prompt, price=price, title=title_of(prompt)))
+        items.append(Item(index=number, prompt=prompt, price=price, title=title))
     return items
+
+
+def _rendered(template: str, fields: list[str], values: Mapping[str, object], *, where: str, row: int) -> str:
+    for name in fields:
+        if values[name] is None:
+            raise DataError(f"{where}: row {row}: column {name!r} is missing")
+    if not any(str(values[name]).strip() for name in fields):
+        raise DataError(f"{where}: row {row}: columns {', '.join(repr(name) for name in dict.fromkeys(fields))} "
+                        f"are all empty")
+    try:
+        return render(template, values)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:  # e.g. "{price:.2f}" on a string
+        raise DataError(f"{where}: row {row}: template {template!r} cannot be filled ({type(exc).__name__}: {exc})") \
+            from None
 
 
 def _text_of(values: Mapping[str, object], *, where: str, row: int) -> str:
     text = values["text"]
+    if text is None:
+        raise DataError(f"{where}: row {row}: column 'text' is missing")
     if not isinstance(text, str):
-        raise DataError(f"{where}: row {row}: column 'text' is {text!r}, not a string")
+        raise DataError(f"{where}: row {row}: column 'text': {text!r} is not a string")
+    if not text.strip():
+        raise DataError(f"{where}: row {row}: column 'text' is empty")
     return prompt_of(text)
 
 
 def _price_of(values: Mapping[str, object], *, where: str, row: int) -> float:
     raw = values["price"]
-    if raw is None or isinstance(raw, bool):
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise DataError(f"{where}: row {row}: column 'price' is missing")
+    if isinstance(raw, bool):
+        raise DataError(f"{where}: row {row}: column 'price': {raw!r} is not a number")
     try:
         price = float(raw)  # numbers, and numbers stored as text in a CSV
     except (TypeError, ValueError):
         raise DataError(f"{where}: row {row}: column 'price': {raw!r} is not a number") from None
-    if not math.isfinite(price) or price <= 0:
-        raise DataError(f"{where}: row {row}: column 'price': {raw!r} is not a positive finite number")
+    if math.isinf(price):
+        raise DataError(f"{where}: row {row}: column 'price': {raw!r} is not a finite number")
+    if not price > 0:  # also catches NaN
+        raise DataError(f"{where}: row {row}: column 'price': {raw!r} is not a positive number")
     return price

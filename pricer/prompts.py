@@ -23,13 +23,25 @@ def parse_price(completion: str) -> float | None:
 
 
 def template_fields(template: str) -> list[str]:
-    """Names of the columns a `str.format` template reads, in order."""
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    """Names of the columns a `str.format` template reads, once each, in order; ValueError if it is malformed."""
+    names: list[str] = []
+    for _, field, _, _ in string.Formatter().parse(template):  # raises ValueError on "{title" or "}"
+        if field is None:
+            continue
+        # "{title.upper}" and "{row[0]}" read the column before the "." or "["
+        name = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if not name or name.isdigit():
+            raise ValueError(f"field {{{field}}} has no column name; name each column, e.g. {{title}}")
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def render(template: str, row: Mapping[str, object]) -> str:
     """Fill the template from a data row; the caller has checked the fields exist."""
-    return template.format(**{name: str(row[name]).strip() for name in template_fields(template)})
+    values = {name: row[name] for name in template_fields(template)}
+    return template.format(**{name: value.strip() if isinstance(value, str) else value
+                              for name, value in values.items()})
 
 
 def prompt_of(text: str) -> str:
@@ -40,6 +52,6 @@ def prompt_of(text: str) -> str:
 
 def title_of(prompt: str) -> str:
     """The product's title: the first line after the question, as the course prints it."""
-    body = prompt.split("\n\n", 1)[1] if prompt.startswith(QUESTION) else prompt
+    body = prompt[len(QUESTION):] if prompt.startswith(QUESTION) else prompt
     first = body.strip().split("\n", 1)[0].strip()
     return first if len(first) <= TITLE_WIDTH else first[:TITLE_WIDTH] + "..."

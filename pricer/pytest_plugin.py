@@ -1,16 +1,216 @@
-"""pricer's pytest plugin: options, markers, fixtures and the end-of-run summary."""
+"""pricer's pytest plugin: options, markers, the per-width fixtures and the end-of-run summary."""
 
 from __future__ import annotations
 
+import argparse
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from pricer import options
 
 MARKERS = {
     "eval": "accuracy gate: runs a model over the test items and compares with stored baselines",
     "benchmark": "timing with pytest-benchmark; run with -m benchmark",
     "gpu": "needs a CUDA GPU; skipped without one",
 }
+# (option, ini name, parser or None for text, default, metavar, help)
+OPTIONS: list[tuple[str, str, Callable[[str], Any] | None, Any, str, str]] = [
+    ("--pricer-data", "pricer_data", None, None, "SOURCE",
+     "dataset id, folder or .jsonl/.csv/.parquet file. Default: $PRICER_DATA, else ed-donner/pricer-data"),
+    ("--pricer-split", "pricer_split", None, "test", "NAME", "split to score. Default: %(default)r"),
+    ("--pricer-n", "pricer_n", options.positive_int("--pricer-n"), 250, "N",
+     "score the first N items. Default: %(default)r"),
+    ("--pricer-template", "pricer_template", None, None, "TEMPLATE", "prompt template over the data's columns. "
+     "Default: the text column"),
+    ("--pricer-model", "pricer_model", None, "default", "ID_OR_PATH", "causal LM to gate. Default: %(default)r"),
+    ("--pricer-predictor", "pricer_predictor", options.choice("--pricer-predictor", ("constant", "linear", "bow",
+     "random-forest")), None, "NAME", "gate a classic predictor instead of an LLM. Default: none"),
+    ("--pricer-bits", "pricer_bits", options.bits_list("--pricer-bits"), (4, 8, 16, 32), "B[,B...]",
+     "bit widths to gate. Default: 4,8,16,32"),
+    ("--pricer-adapter", "pricer_adapter", options.existing_path("--pricer-adapter"), None, "DIR",
+     "LoRA adapter folder applied to the model. Default: none"),
+    ("--pricer-device", "pricer_device", options.choice("--pricer-device", ("cpu", "cuda")), None, "DEVICE",
+     "cpu or cuda. Default: cuda when available"),
+    ("--pricer-batch-size", "pricer_batch_size", options.positive_int("--pricer-batch-size"), 8, "N",
+     "prompts per generate call. Default: %(default)r"),
+    ("--pricer-baselines", "pricer_baselines", None, "baselines", "DIR",
+     "folder of stored baselines, relative to the rootdir. Default: %(default)r"),
+    ("--pricer-reason", "pricer_reason", None, None, "TEXT", "why baselines are rewritten (with --update-baselines)"),
+    ("--pricer-tolerance", "pricer_tolerance", options.share("--pricer-tolerance"), 0.05, "SHARE",
+     "worsening of Error tolerated even when significant, as 0.05 or 5%%. Default: %(default)r"),
+    ("--pricer-tolerance-dollars", "pricer_tolerance_dollars", options.non_negative_float(
+     "--pricer-tolerance-dollars"), 0.0, "DOLLARS", "worsening tolerated in dollars; the larger tolerance wins. "
+     "Default: %(default)r"),
+    ("--pricer-alpha", "pricer_alpha", options.share("--pricer-alpha"), 0.05, "P",
+     "significance level of the paired test. Default: %(default)r"),
+    ("--pricer-max-error", "pricer_max_error", options.non_negative_float("--pricer-max-error"), None, "DOLLARS",
+     "fail when Error is above this. Default: no limit"),
+    ("--pricer-min-hits", "pricer_min_hits", options.share("--pricer-min-hits"), None, "SHARE",
+     "fail when Hits is below this. Default: no limit"),
+    ("--pricer-max-unparsed", "pricer_max_unparsed", options.share("--pricer-max-unparsed"), None, "SHARE",
+     "fail when more completions than this have no price. Default: no limit"),
+    ("--pricer-max-tax", "pricer_max_tax", options.share("--pricer-max-tax"), None, "SHARE",
+     "fail when a width's Error exceeds the 32-bit Error by surely more than this share. Default: report only"),
+]
+SESSION_KEY = pytest.StashKey["EvalSession"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pricer", "pricer: accuracy gate for price-predicting LLMs")
+    for flag, ini, parse, default, metavar, help_text in OPTIONS:
+        group.addoption(flag, dest=ini, type=parse, default=None, metavar=metavar,
+                        help=help_text.replace("%(default)r", repr(default)))
+        parser.addini(ini, help=f"as {flag}", default=None)
+    group.addoption("--update-baselines", action="store_true", default=False,
+                    help="rewrite the baselines from this run (needs --pricer-reason); the run still fails")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
+
+
+def _value(config: pytest.Config, flag: str, ini: str, parse: Callable[[str], Any] | None, default: Any) -> Any:
+    """Command line first, then the ini file, then the default; ini values pass the same parser."""
+    value = config.getoption(ini)
+    if value is not None:
+        return value
+    raw = config.getini(ini)
+    if raw in (None, ""):
+        return default
+    try:
+        return parse(raw) if parse else raw
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini {ini}: {exc}") from None
+
+
+def eval_session(config: pytest.Config):  # -> pricer.session.EvalSession
+    """The session's one EvalSession, made on first use so plain test runs never build it."""
+    if SESSION_KEY not in config.stash:
+        from pricer.data import DataSpec, resolve_source
+        from pricer.gate import GateConfig
+        from pricer.session import SMALL_N, EvalSession, EvalSettings
+
+        v = {ini: _value(config, flag, ini, parse, default) for flag, ini, parse, default, _, _ in OPTIONS}
+        update = config.getoption("update_baselines")
+        if update and not (v["pricer_reason"] or "").strip():
+            raise pytest.UsageError("--update-baselines needs --pricer-reason 'why the baselines move'")
+        settings = EvalSettings(
+            data=DataSpec(source=resolve_source(v["pricer_data"]), split=v["pricer_split"], n=v["pricer_n"],
+                          template=v["pricer_template"]),
+            model=v["pricer_model"], predictor=v["pricer_predictor"], bits=v["pricer_bits"],
+            adapter=v["pricer_adapter"], device=v["pricer_device"], batch_size=v["pricer_batch_size"],
+            baselines=Path(v["pricer_baselines"]), update=update, reason=v["pricer_reason"],
+            gate=GateConfig(tolerance_share=v["pricer_tolerance"], tolerance_dollars=v["pricer_tolerance_dollars"],
+                            alpha=v["pricer_alpha"], max_error=v["pricer_max_error"], min_hits=v["pricer_min_hits"],
+                            max_unparsed=v["pricer_max_unparsed"]),
+            max_tax_share=v["pricer_max_tax"],
+        )
+        if settings.data.n is not None and settings.data.n < SMALL_N:
+            warnings.warn(f"--pricer-n {settings.data.n} is small: the gate can only catch large regressions",
+                          UserWarning, stacklevel=1)
+        config.stash[SESSION_KEY] = EvalSession(settings, root=config.rootpath)
+    return config.stash[SESSION_KEY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # One session-scoped parameter per width: pytest groups tests by it, so each width loads once.
+    if "pricer_width" in metafunc.fixturenames:
+        widths = eval_session(metafunc.config).settings.widths
+        metafunc.parametrize("pricer_width", widths, ids=widths, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def pricer_session(request: pytest.FixtureRequest):
+    """The EvalSession: settings, items, models and runs of this pytest session."""
+    return eval_session(request.config)
+
+
+@pytest.fixture(scope="session")
+def pricer_width(request: pytest.FixtureRequest, pricer_session) -> Iterator[str]:
+    """The width under test ("4bit"... or a classic predictor's name); its model is freed after its tests."""
+    yield request.param
+    pricer_session.release(request.param)
+
+
+@pytest.fixture(scope="session")
+def pricer_items(pricer_session):
+    """The scored items, loaded once."""
+    return pricer_session.items
+
+
+@pytest.fixture(scope="session")
+def pricer_model(pricer_session, pricer_width: str):
+    """The width's loaded model (loaded once per session)."""
+    if pricer_session.settings.predictor:
+        pytest.skip("a classic predictor has no model to load")
+    return pricer_session.model(pricer_width)
+
+
+@pytest.fixture(scope="session")
+def pricer_run(pricer_session, pricer_width: str):
+    """The width's predictions and scores, computed once and shared by every test of that width."""
+    return pricer_session.run(pricer_width)
+
+
+class Gate:
+    """What an eval test calls: `pricer_gate.check()` fails the test with the verdict's message."""
+
+    def __init__(self, session, width: str) -> None:
+        self.session, self.width = session, width
+
+    def check(self) -> None:
+        __tracebackhide__ = True
+        from pricer.errors import BaselineError
+
+        try:
+            self._note_detectability()
+            verdict = self.session.check(self.width)
+        except BaselineError as exc:
+            problem = str(exc)
+        else:
+            print(verdict.message())
+            if verdict.passed:
+                return
+            problem = verdict.message(accept=self.session.accept_command(self.width, reason="why"))
+        pytest.fail(problem, pytrace=False)
+
+    def _note_detectability(self) -> None:
+        """Before gating: the smallest worsening this n and this baseline can reveal."""
+        if self.session.settings.update or not self.session.baseline_path(self.width).exists():
+            return
+        mde, share, meaningless = self.session.detectability(self.width)
+        note = f"{self.width}: this gate detects a worsening of ${mde:,.2f} ({share:.0%} of Error) at 80% power"
+        print(note)
+        if meaningless:
+            warnings.warn(f"{note}: too coarse to protect anything; raise --pricer-n", UserWarning, stacklevel=3)
+
+
+@pytest.fixture
+def pricer_gate(pricer_session, pricer_width: str) -> Gate:
+    """The gate for this width: compare its run with the stored baseline."""
+    return Gate(pricer_session, pricer_width)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if SESSION_KEY not in config.stash:
+        return
+    session = config.stash[SESSION_KEY]
+    if not session.outcomes:
+        return
+    from pricer.baselines import unused_baselines
+
+    terminalreporter.section("pricer gate")
+    for outcome in session.outcomes:
+        terminalreporter.line(outcome.text, red=not outcome.passed, green=outcome.passed)
+    folder = session.baseline_path("x").parent.parent
+    unused = unused_baselines(folder, session.used_baselines)
+    if unused and not session.settings.predictor:
+        terminalreporter.line(f"{len(unused)} stored baselines were not compared in this run:")
+        for path in unused:
+            terminalreporter.line(f"  {path}")
+    terminalreporter.line(f"models loaded: {session.models.loads}")

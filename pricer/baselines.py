@@ -1,0 +1,158 @@
+"""Stored baselines in `baselines/<model>/<bits>bit.json`: read strictly, write atomically, keep why they moved."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pricer.errors import BaselineError
+from pricer.evaluate import RunResult
+from pricer.files import dumps_json, read_json, write_json
+from pricer.fingerprint import Fingerprint, commit_info, today
+from pricer.metrics import Metrics
+
+FORMAT = 1
+METRIC_FIELDS = ("n", "error", "error_ci", "rmsle", "hits", "mse", "r2", "unparsed")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BaselineItem:
+    index: int
+    title: str
+    truth: float
+    guess: float
+    completion: str | None
+    parsed: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEntry:
+    """An earlier version of the baseline: when, why, and what its metrics were."""
+
+    date: str
+    reason: str
+    metrics: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Baseline:
+    path: Path
+    name: str
+    fingerprint: Fingerprint
+    metrics: Mapping[str, Any]
+    items: tuple[BaselineItem, ...]
+    date: str
+    commit: str | None
+    reason: str
+    history: tuple[HistoryEntry, ...]
+
+
+def baseline_path(root: Path, model: str, width: str) -> Path:
+    """`root/<model slug>/<width>.json`, e.g. baselines/smollm2-135m-instruct/4bit.json."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.strip("/")).strip("-").lower() or "model"
+    return Path(root) / slug / f"{width}.json"
+
+
+def metrics_to_dict(metrics: Metrics) -> dict[str, Any]:
+    return {name: list(v) if isinstance(v := getattr(metrics, name), tuple) else v for name in METRIC_FIELDS}
+
+
+def _checksum(body: Mapping[str, Any]) -> str:
+    # Over the exact text we store, so any hand edit of a stored value is caught.
+    return hashlib.sha256(dumps_json(body).encode("utf-8")).hexdigest()
+
+
+def write_baseline(
+    path: Path, *, run: RunResult, fingerprint: Fingerprint, reason: str, previous: Baseline | None
+) -> None:
+    """Store a run as the baseline, keeping the previous one's metrics and reason in its history."""
+    if not reason.strip():
+        raise BaselineError(f"{path}: a baseline is rewritten only with a reason (--pricer-reason)")
+    history = list(previous.history) if previous else []
+    if previous:
+        history.append(HistoryEntry(date=previous.date, reason=previous.reason, metrics=previous.metrics))
+    commit = commit_info(Path(path).parent)
+    body = {
+        "format": FORMAT,
+        "name": run.name,
+        "fingerprint": fingerprint.to_dict(),
+        "metrics": metrics_to_dict(run.metrics),
+        "items": [
+            {"index": item.index, "title": item.title, "truth": item.price, "guess": p.guess,
+             "completion": p.completion, "parsed": p.parsed}
+            for item, p in zip(run.items, run.predictions)
+        ],
+        "date": today(),
+        "commit": commit["commit"],
+        "reason": reason.strip(),
+        "history": [{"date": h.date, "reason": h.reason, "metrics": dict(h.metrics)} for h in history],
+    }
+    body = json.loads(dumps_json(body))  # the checksum covers the rounded values actually stored
+    write_json(path, {**body, "checksum": _checksum(body)})
+
+
+def read_baseline(path: Path) -> Baseline:
+    """Read a baseline, failing with the file's name when it is missing, truncated or hand-edited."""
+    raw = read_json(path, error=BaselineError)
+    where = str(path)
+    stored_sum = raw.pop("checksum", None)
+    if raw.get("format") != FORMAT:
+        raise BaselineError(f"{where}: format {raw.get('format')!r} is not {FORMAT}; regenerate it with --update-baselines")
+    if stored_sum != _checksum(raw):
+        raise BaselineError(
+            f"{where}: checksum mismatch: the file was edited by hand or damaged; "
+            f"restore it from git or regenerate it with --update-baselines --pricer-reason '...'"
+        )
+    metrics = _field(raw, "metrics", dict, where)
+    missing = [name for name in METRIC_FIELDS if name not in metrics]
+    if missing:
+        raise BaselineError(f"{where}: metrics lack {', '.join(missing)}")
+    items = tuple(_item(row, where=f"{where}: items[{i}]") for i, row in enumerate(_field(raw, "items", list, where)))
+    if len(items) != metrics["n"]:
+        raise BaselineError(f"{where}: {len(items)} items but metrics.n is {metrics['n']}")
+    return Baseline(
+        path=Path(path),
+        name=_field(raw, "name", str, where),
+        fingerprint=Fingerprint.from_dict(_field(raw, "fingerprint", dict, where), where=where),
+        metrics=metrics,
+        items=items,
+        date=_field(raw, "date", str, where),
+        commit=raw.get("commit"),
+        reason=_field(raw, "reason", str, where),
+        history=tuple(
+            HistoryEntry(date=_field(h, "date", str, where), reason=_field(h, "reason", str, where),
+                         metrics=_field(h, "metrics", dict, where))
+            for h in _field(raw, "history", list, where)
+        ),
+    )
+
+
+def unused_baselines(root: Path, used: Sequence[Path]) -> list[Path]:
+    """Stored baselines no test of this run compared against."""
+    seen = {Path(p).resolve() for p in used}
+    return sorted(p for p in Path(root).glob("*/*.json") if p.resolve() not in seen)
+
+
+def _field(raw: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+    value = raw.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise BaselineError(f"{where}: field {name!r} must be a {kind.__name__}, found {value!r:.60}")
+    return value
+
+
+def _item(row: Any, *, where: str) -> BaselineItem:
+    if not isinstance(row, dict):
+        raise BaselineError(f"{where}: must be an object")
+    number = (int, float)
+    for name, kind in (("index", int), ("title", str), ("truth", number), ("guess", number), ("parsed", bool)):
+        if not isinstance(row.get(name), kind) or (name != "parsed" and isinstance(row.get(name), bool)):
+            raise BaselineError(f"{where}: field {name!r} is {row.get(name)!r}")
+    if row.get("completion") is not None and not isinstance(row["completion"], str):
+        raise BaselineError(f"{where}: field 'completion' is {row['completion']!r}")
+    return BaselineItem(index=row["index"], title=row["title"], truth=float(row["truth"]), guess=float(row["guess"]),
+                        completion=row.get("completion"), parsed=row["parsed"])

@@ -1,0 +1,129 @@
+"""The `pricer` command line: parse options, delegate to the library, print the course's report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pricer import options
+from pricer.data import DEFAULT_N, DEFAULT_SPLIT, DataSpec, load_items, resolve_source
+from pricer.errors import PricerError
+from pricer.evaluate import RunResult, evaluate
+from pricer.report import METRICS_HEADERS, format_table, metrics_row, print_report
+
+CLASSIC = ("constant", "linear", "bow", "random-forest")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pricer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = commands.add_parser(
+        "eval",
+        help="price the test items with a model and print the course's report",
+        description="Price the test items with a classic predictor or an LLM at one or more bit widths, "
+        "print one coloured line per item and the title line, and write the charts.",
+    )
+    data = ev.add_argument_group("data")
+    data.add_argument("--data", metavar="SOURCE", help="Hugging Face dataset id, or a local folder / .jsonl / "
+                      ".csv / .parquet file. Default: $PRICER_DATA, else ed-donner/pricer-data")
+    data.add_argument("--split", default=DEFAULT_SPLIT, metavar="NAME", help="split to score. Default: %(default)r")
+    data.add_argument("--n", type=options.positive_int("--n"), default=DEFAULT_N, metavar="N",
+                      help="score the first N items of the split, in order. Default: %(default)r")
+    data.add_argument("--template", metavar="TEMPLATE", help="build prompts from other columns, e.g. "
+                      "'How much does this cost to the nearest dollar?\\n\\n{title}\\n{description}\\n\\nPrice is $'. "
+                      "Default: the rows' text column")
+    data.add_argument("--train-split", default="train", metavar="NAME",
+                      help="split the classic predictors train on. Default: %(default)r")
+
+    what = ev.add_argument_group("predictor").add_mutually_exclusive_group(required=True)
+    what.add_argument("--predictor", type=options.choice("--predictor", CLASSIC), metavar="NAME",
+                      help=f"a classic predictor: {', '.join(CLASSIC)}")
+    what.add_argument("--model", metavar="ID_OR_PATH",
+                      help="a causal LM: 'default' (the bundled SmolLM2-135M-Instruct), a Hugging Face id or a local folder")
+    llm = ev.add_argument_group("LLM")
+    llm.add_argument("--bits", type=options.bits_list("--bits"), default=(32,), metavar="B[,B...]",
+                     help="bit widths to run one after another: 4 (NF4), 8 (LLM.int8), 16, 32. Default: 32")
+    llm.add_argument("--adapter", type=options.existing_path("--adapter"), metavar="DIR",
+                     help="a LoRA adapter folder (peft) to apply to the model. Default: none")
+    llm.add_argument("--device", type=options.choice("--device", ("cpu", "cuda")), metavar="DEVICE",
+                     help="cpu or cuda. Default: cuda when available, else cpu")
+    llm.add_argument("--batch-size", type=options.positive_int("--batch-size"), default=8, metavar="N",
+                     help="prompts per generate call (part of the recorded batching policy). Default: %(default)r")
+
+    out = ev.add_argument_group("output")
+    out.add_argument("--charts-dir", type=Path, default=Path("charts"), metavar="DIR",
+                     help="folder for the scatter and running-error charts. Default: %(default)s")
+    out.add_argument("--no-charts", action="store_true", help="write no charts")
+    out.add_argument("--quiet", action="store_true", help="print only the title lines and the table")
+    ev.set_defaults(run=run_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except PricerError as exc:
+        print(f"pricer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    source = resolve_source(args.data)
+    items = load_items(DataSpec(source=source, split=args.split, n=args.n, template=args.template))
+    if args.predictor:
+        from pricer.classic import train_classic
+
+        train = load_items(DataSpec(source=source, split=args.train_split, n=None, template=args.template))
+        results = [evaluate(train_classic(args.predictor, train), items)]
+        _show(results[0], args)
+    else:
+        results = [_run_llm(args, bits, items) for bits in args.bits]
+    if len(results) > 1:
+        print()
+        print(format_table(METRICS_HEADERS + ["s/item"], [metrics_row(r.name, r.metrics) + [f"{r.seconds_per_item:.3f}"] for r in results]))
+        if not args.no_charts:
+            from pricer.charts import scatter_grid
+
+            path = args.charts_dir / "bits-scatter.png"
+            scatter_grid(path, panels=[(r.metrics.title(r.name), [s.truth for s in r.scores],
+                                        [s.guess for s in r.scores], [s.color for s in r.scores]) for r in results])
+            print(f"wrote {path}")
+    return 0
+
+
+def _run_llm(args: argparse.Namespace, bits: int, items) -> RunResult:
+    from pricer.models import load_model
+    from pricer.predict import LLMPredictor
+
+    loaded = load_model(args.model, bits=bits, adapter=args.adapter, device=args.device)
+    try:
+        result = evaluate(LLMPredictor(loaded, batch_size=args.batch_size), items)
+    finally:
+        loaded.close()
+    _show(result, args)
+    return result
+
+
+def _show(result: RunResult, args: argparse.Namespace) -> None:
+    if args.quiet:
+        print(result.metrics.title(result.name))
+    else:
+        print_report(result.name, result.items, result.scores, result.metrics, stream=sys.stdout)
+    if args.no_charts:
+        return
+    from pricer.charts import running_error_chart, scatter_chart
+
+    stem = args.charts_dir / result.name.replace(" ", "-").replace("/", "_")
+    title = result.metrics.title(result.name)
+    scatter_chart(stem.with_name(stem.name + "-scatter.png"), truths=[s.truth for s in result.scores],
+                  guesses=[s.guess for s in result.scores], colors=[s.color for s in result.scores], title=title)
+    running_error_chart(stem.with_name(stem.name + "-error.png"), errors=[s.error for s in result.scores], title=title)
+    print(f"wrote {stem}-scatter.png and {stem}-error.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""What produced a run: inputs that decide its predictions, and the context that only adds noise."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Scalar = str | int | float | bool | None
+
+# Change any of these and the baseline's predictions say nothing about this run: "not comparable".
+DECISIVE = (
+    "predictor", "model", "weights_sha256", "adapter_sha256", "bits", "quantization",
+    "data_sha256", "n", "prompt", "max_new_tokens", "do_sample",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fingerprint:
+    """Two flat maps: `decisive` fields must match a baseline; `context` differences are printed."""
+
+    decisive: Mapping[str, Scalar]
+    context: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, dict[str, Scalar]]:
+        return {"decisive": dict(self.decisive), "context": dict(self.context)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, where: str) -> Fingerprint:
+        from pricer.errors import BaselineError
+
+        parts = {}
+        for part in ("decisive", "context"):
+            value = raw.get(part)
+            if not isinstance(value, dict) or not all(isinstance(v, Scalar) for v in value.values()):
+                raise BaselineError(f"{where}: fingerprint.{part} must be an object of plain values")
+            parts[part] = value
+        return cls(**parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldChange:
+    field: str
+    baseline: Scalar
+    now: Scalar
+
+
+def differences(baseline: Fingerprint, now: Fingerprint) -> tuple[list[FieldChange], list[FieldChange]]:
+    """(decisive changes, context changes) between a baseline's fingerprint and this run's."""
+
+    def diff(a: Mapping[str, Scalar], b: Mapping[str, Scalar]) -> list[FieldChange]:
+        return [FieldChange(field=k, baseline=a.get(k), now=b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+    return diff(baseline.decisive, now.decisive), diff(baseline.context, now.context)
+
+
+def machine_info() -> dict[str, Scalar]:
+    """The machine a run was made on; another CPU can flip greedy decodes, so it is recorded."""
+    import cpuinfo
+
+    info = cpuinfo.get_cpu_info()
+    flags = set(info.get("flags", []))
+    return {
+        "cpu": info.get("brand_raw", platform.processor()),
+        "cpu_features": ",".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def commit_info(root: Path | None = None) -> dict[str, Scalar]:
+    """The git commit a run was made from, as pytest-benchmark records it; empty outside a repository."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def today() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
