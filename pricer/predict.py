@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pricer.data import Item
+from pricer.errors import OptionError
+from pricer.prompts import parse_price
+
+if TYPE_CHECKING:  # models imports nothing heavy at import time, but predictors need not pull it in
+    from pricer.models import LoadedModel
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,3 +32,115 @@ class Predictor(Protocol):
     name: str
 
     def predict(self, items: Sequence[Item]) -> list[Prediction]: ...
+
+
+# SmolLM2's tokenizer splits numbers into single digits: "999.99" is 6 tokens and "1,299.99" is 8. The course's
+# ~3-5 tokens (Llama 3 packs up to three digits in a token) would cut "1,299.99" to "1,29" and parse it as 129,
+# so 8 tokens: any price below $10,000 with cents, even after a stray " " or "$" (a batch-8 decode step costs
+# ~0.1 s on 2 CPU cores, far less than the prompt's prefill).
+DEFAULT_MAX_NEW_TOKENS = 8
+DEFAULT_BATCH_SIZE = 8  # on 2 CPU cores larger batches gain nothing more and pad more
+# bitsandbytes logs this through `logging` on every LLM.int8 matmul whose input is not fp16 (fp32 on CPU): noise.
+_INT8_CAST_MESSAGE = "MatMul8bitLt: inputs will be cast from"
+_INT8_LOGGER = "bitsandbytes.autograd._functions"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecodingPolicy:
+    """Everything about generation that decides completions; recorded in fingerprints."""
+
+    batch_size: int
+    max_new_tokens: int
+    order: str = "input"  # batches follow the items' order; sorting by length would change LLM.int8 results
+    padding: str = "left"
+    do_sample: bool = False  # greedy
+    num_beams: int = 1
+    chat_template: bool = False  # the course feeds the raw prompt to the Instruct model, so do we
+    skip_special_tokens: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON types."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class _DropInt8CastWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_INT8_CAST_MESSAGE)
+
+
+@contextlib.contextmanager
+def _quiet_int8_casts() -> Iterator[None]:
+    """Silence only bitsandbytes' per-call cast warning, only while predicting."""
+    logger, drop = logging.getLogger(_INT8_LOGGER), _DropInt8CastWarning()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+class LLMPredictor:
+    """Greedy, batched, left-padded generation over items in input order; the same inputs give the same completions."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        progress: bool | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise OptionError(f"batch_size: '{batch_size}' is not a positive integer")
+        if max_new_tokens < 1:
+            raise OptionError(f"max_new_tokens: '{max_new_tokens}' is not a positive integer")
+        self.loaded = loaded
+        self.policy = DecodingPolicy(batch_size=batch_size, max_new_tokens=max_new_tokens)
+        self.name = f"{loaded.info.name} {loaded.info.bits}bit"
+        self.progress = progress  # None: a progress bar only when stderr is a terminal
+
+    def predict(self, items: Sequence[Item]) -> list[Prediction]:
+        """One Prediction per item, in order; guess 0.0 and parsed=False when no price can be read."""
+        predictions = []
+        for completion in self.complete([item.prompt for item in items]):
+            price = parse_price(completion)
+            predictions.append(Prediction(guess=price or 0.0, completion=completion, parsed=price is not None))
+        return predictions
+
+    def complete(self, prompts: Sequence[str]) -> list[str]:
+        """The raw completion of each prompt, batched in the given order."""
+        import torch
+        from tqdm.auto import tqdm
+
+        model, tokenizer = self.loaded.model, self.loaded.tokenizer
+        config = self._generation_config()
+        size = self.policy.batch_size
+        batches = [list(prompts[i : i + size]) for i in range(0, len(prompts), size)]
+        show = sys.stderr.isatty() if self.progress is None else self.progress
+        completions: list[str] = []
+        with torch.inference_mode(), _quiet_int8_casts():
+            for batch in tqdm(batches, desc=self.name, unit="batch", disable=not show or not batches):
+                encoded = tokenizer(batch, return_tensors="pt", padding=True).to(model.device)
+                output = model.generate(**encoded, generation_config=config)
+                new = output[:, encoded["input_ids"].shape[1] :]  # left padding: every prompt ends at the same column
+                completions += tokenizer.batch_decode(new, skip_special_tokens=self.policy.skip_special_tokens)
+        return completions
+
+    def _generation_config(self):  # -> transformers.GenerationConfig
+        from transformers import GenerationConfig
+
+        tokenizer = self.loaded.tokenizer
+        # A fresh config, not the model's: no sampling fields, so no temperature/top_p warnings under greedy.
+        return GenerationConfig(
+            max_new_tokens=self.policy.max_new_tokens,
+            do_sample=self.policy.do_sample,
+            num_beams=self.policy.num_beams,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+
+
+def predict_one_at_a_time(loaded: LoadedModel, items: Sequence[Item], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                          progress: bool | None = None) -> list[Prediction]:
+    """The course's way: one generate call per item, no padding (for comparison with the batched path)."""
+    return LLMPredictor(loaded, batch_size=1, max_new_tokens=max_new_tokens, progress=progress).predict(items)
