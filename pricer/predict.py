@@ -6,15 +6,13 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, fields
+from typing import Protocol
 
 from pricer.data import Item
 from pricer.errors import OptionError
+from pricer.models import LoadedModel
 from pricer.prompts import parse_price
-
-if TYPE_CHECKING:  # models imports nothing heavy at import time, but predictors need not pull it in
-    from pricer.models import LoadedModel
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,7 +58,7 @@ class DecodingPolicy:
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON types."""
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class _DropInt8CastWarning(logging.Filter):
@@ -140,7 +138,12 @@ class LLMPredictor:
         )
 
 
-def predict_one_at_a_time(loaded: LoadedModel, items: Sequence[Item], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                          progress: bool | None = None) -> list[Prediction]:
+def predict_one_at_a_time(
+    loaded: LoadedModel,
+    items: Sequence[Item],
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    progress: bool | None = None,
+) -> list[Prediction]:
     """The course's way: one generate call per item, no padding (for comparison with the batched path)."""
     return LLMPredictor(loaded, batch_size=1, max_new_tokens=max_new_tokens, progress=progress).predict(items)

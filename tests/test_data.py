@@ -267,6 +267,9 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
 def test_offline_without_local_data_says_how_to_point_at_it(monkeypatch: pytest.MonkeyPatch,
                                                             no_network: list[object]) -> None:
+    # Imported first, as in any session that loaded data before: datasets then reads these switches too late.
+    import datasets  # noqa: F401
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     # An id no cache holds: the course's own dataset may be cached on a developer's machine.
