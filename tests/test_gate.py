@@ -1,0 +1,210 @@
+"""The verdict on planted regressions and on noise, at the library level, with a fast classic predictor."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from pricer.baselines import read_baseline, write_baseline
+from pricer.data import DataSpec, Item, load_items
+from pricer.errors import BaselineError
+from pricer.evaluate import RunResult, score_run
+from pricer.fingerprint import Fingerprint
+from pricer.gate import GateConfig, compare, minimum_detectable_effect, paired_delta, quantization_ladder
+from pricer.predict import Prediction
+
+FINGERPRINT = Fingerprint(decisive={"predictor": "random-forest", "data_sha256": "abc", "n": 250},
+                          context={"cpu": "one machine"})
+
+
+def real_data() -> str:
+    source = os.environ.get("PRICER_DATA")
+    if not source:
+        pytest.skip("set PRICER_DATA to the pricer-data folder to gate real predictions")
+    return source
+
+
+@pytest.fixture(scope="module")
+def forest():
+    from pricer.classic import train_classic
+
+    source = real_data()
+    train = load_items(DataSpec(source=source, split="train", n=None))
+    return train_classic("random-forest", train)
+
+
+@pytest.fixture(scope="module")
+def items() -> list[Item]:
+    return load_items(DataSpec(source=real_data()))
+
+
+@pytest.fixture(scope="module")
+def clean_run(forest, items) -> RunResult:
+    return score_run("random-forest", items, forest.predict(items))
+
+
+@pytest.fixture
+def baseline(clean_run, tmp_path):
+    path = tmp_path / "random-forest" / "classic.json"
+    write_baseline(path, run=clean_run, fingerprint=FINGERPRINT, reason="first baseline", previous=None)
+    return read_baseline(path)
+
+
+def with_guesses(run: RunResult, guesses: list[float]) -> RunResult:
+    return score_run(run.name, run.items, [Prediction(guess=g) for g in guesses])
+
+
+def test_unchanged_rerun_passes(baseline, clean_run):
+    verdict = compare(baseline, clean_run, FINGERPRINT, GateConfig())
+    assert verdict.passed, verdict.message()
+    assert verdict.delta.mean == 0 and verdict.delta.p_worse == 1.0
+
+
+def test_another_machine_with_flipped_items_passes(baseline, clean_run):
+    # Between two CPUs greedy decoding flips some items to a nearby guess, better or worse by chance.
+    rng = random.Random(1)
+    guesses = [g * rng.choice((0.8, 1.25)) if rng.random() < 0.22 else g for g in (p.guess for p in clean_run.predictions)]
+    other_cpu = Fingerprint(decisive=FINGERPRINT.decisive, context={"cpu": "another machine"})
+    verdict = compare(baseline, with_guesses(clean_run, guesses), other_cpu, GateConfig())
+    assert verdict.passed, verdict.message()
+    assert [c.field for c in verdict.noise] == ["cpu"]
+    assert "context differs" in verdict.message()
+
+
+def test_retrained_with_another_seed_passes(baseline, items):
+    from pricer.classic import train_classic
+
+    train = load_items(DataSpec(source=real_data(), split="train", n=None))
+    reseeded = score_run("random-forest", items, train_classic("random-forest", train, seed=7).predict(items))
+    verdict = compare(baseline, reseeded, FINGERPRINT, GateConfig())
+    assert verdict.passed, verdict.message()
+
+
+def test_gate_fails_when_guesses_are_pushed_from_the_truth_on_a_share_of_items(baseline, clean_run):
+    rng = random.Random(2)
+    pushed = [
+        (p.guess + 0.6 * i.price if p.guess >= i.price else max(p.guess - 0.6 * i.price, 0.0)) if rng.random() < 0.4 else p.guess
+        for p, i in zip(clean_run.predictions, clean_run.items)
+    ]
+    verdict = compare(baseline, with_guesses(clean_run, pushed), FINGERPRINT, GateConfig())
+    assert not verdict.passed
+    message = verdict.message(accept="pytest -m eval --update-baselines --pricer-reason 'why'")
+    assert "Error is worse by $" in message and "p=" in message and "CI [" in message
+    assert "items that got worse most" in message and "--update-baselines" in message
+
+
+def test_gate_fails_when_texts_are_rotated_among_items(baseline, forest, clean_run):
+    # Every guess now belongs to the next product: a misalignment bug the fingerprint cannot see.
+    items = list(clean_run.items)
+    rotated = [dataclasses.replace(item, prompt=items[(i + 1) % len(items)].prompt) for i, item in enumerate(items)]
+    verdict = compare(baseline, score_run("random-forest", items, forest.predict(rotated)), FINGERPRINT, GateConfig())
+    assert not verdict.passed
+    assert verdict.delta.p_worse < 0.01
+
+
+def test_gate_fails_when_the_prompt_is_corrupted(baseline, forest, clean_run):
+    # A prompt that lost its description: the predictor sees only the question and the answer prefix.
+    corrupted = [dataclasses.replace(item, prompt=item.prompt.split("\n")[0] + "\n\nPrice is $") for item in clean_run.items]
+    run = score_run("random-forest", clean_run.items, forest.predict(corrupted))
+    verdict = compare(baseline, run, FINGERPRINT, GateConfig())
+    assert not verdict.passed, verdict.message()
+
+
+def test_wrong_bit_width_is_not_comparable(baseline, clean_run):
+    loaded_32 = Fingerprint(decisive={**FINGERPRINT.decisive, "quantization": "none"}, context=FINGERPRINT.context)
+    verdict = compare(baseline, clean_run, loaded_32, GateConfig())
+    assert not verdict.passed
+    assert [c.field for c in verdict.not_comparable] == ["quantization"]
+    assert "not comparable" in verdict.message()
+
+
+def test_baseline_made_on_other_data_is_not_comparable(baseline, clean_run):
+    other = Fingerprint(decisive={**FINGERPRINT.decisive, "data_sha256": "def"}, context=FINGERPRINT.context)
+    verdict = compare(baseline, clean_run, other, GateConfig())
+    assert not verdict.passed
+    assert "data_sha256: baseline 'abc', now 'def'" in verdict.message()
+
+
+def test_items_with_other_prices_are_not_comparable(baseline, clean_run):
+    items = [dataclasses.replace(clean_run.items[0], price=1.0), *clean_run.items[1:]]
+    run = score_run("random-forest", items, clean_run.predictions)
+    verdict = compare(baseline, run, FINGERPRINT, GateConfig())
+    assert [c.field for c in verdict.not_comparable] == ["items"]
+
+
+def test_truncated_baseline_fails_naming_the_file(baseline):
+    text = baseline.path.read_text()
+    baseline.path.write_text(text[: len(text) // 2])
+    with pytest.raises(BaselineError, match=rf"{baseline.path}:\d+: not valid JSON .* truncated"):
+        read_baseline(baseline.path)
+
+
+def test_hand_edited_baseline_fails_naming_the_file(baseline):
+    raw = json.loads(baseline.path.read_text())
+    raw["items"][0]["guess"] = raw["items"][0]["truth"]  # "fixing" an item by hand
+    baseline.path.write_text(json.dumps(raw, indent=2, sort_keys=True))
+    with pytest.raises(BaselineError, match=rf"{baseline.path}: checksum mismatch"):
+        read_baseline(baseline.path)
+
+
+def test_missing_baseline_fails_naming_the_file(tmp_path):
+    with pytest.raises(BaselineError, match="nowhere.json: file not found"):
+        read_baseline(tmp_path / "nowhere.json")
+
+
+def test_rewrite_keeps_previous_metrics_and_reason(baseline, clean_run):
+    worse = with_guesses(clean_run, [p.guess * 1.5 for p in clean_run.predictions])
+    write_baseline(baseline.path, run=worse, fingerprint=FINGERPRINT, reason="new prompt", previous=baseline)
+    rewritten = read_baseline(baseline.path)
+    assert rewritten.reason == "new prompt"
+    assert [h.reason for h in rewritten.history] == ["first baseline"]
+    assert rewritten.history[0].metrics["error"] == pytest.approx(clean_run.metrics.error, abs=1e-6)
+
+
+def test_rewrite_without_a_reason_is_refused(baseline, clean_run):
+    with pytest.raises(BaselineError, match="only with a reason"):
+        write_baseline(baseline.path, run=clean_run, fingerprint=FINGERPRINT, reason=" ", previous=baseline)
+
+
+def test_plain_limits_fail_a_run_that_is_not_worse(baseline, clean_run):
+    config = GateConfig(max_error=50.0, min_hits=0.9, max_unparsed=0.0)
+    verdict = compare(baseline, clean_run, FINGERPRINT, config)
+    assert not verdict.passed
+    assert any("above the limit $50.00" in r for r in verdict.reasons)
+    assert any("below the limit 90.0%" in r for r in verdict.reasons)
+
+
+def test_significant_worsening_within_tolerance_passes(baseline, clean_run):
+    slightly = with_guesses(clean_run, [p.guess + 2.0 if p.guess >= i.price else max(p.guess - 2.0, 0) for p, i in
+                                        zip(clean_run.predictions, clean_run.items)])
+    verdict = compare(baseline, slightly, FINGERPRINT, GateConfig(tolerance_share=0.05))
+    assert verdict.delta.p_worse < 0.05
+    assert verdict.passed, verdict.message()
+    assert not compare(baseline, slightly, FINGERPRINT, GateConfig(tolerance_share=0.0)).passed
+
+
+def test_paired_delta_is_reproducible():
+    rng = random.Random(3)
+    before = [rng.uniform(0, 100) for _ in range(100)]
+    now = [b + rng.gauss(1, 10) for b in before]
+    assert paired_delta(before, now) == paired_delta(before, now)
+
+
+def test_minimum_detectable_effect_shrinks_with_more_items():
+    rng = random.Random(4)
+    errors = [rng.expovariate(1 / 100) for _ in range(1000)]
+    assert minimum_detectable_effect(errors[:1000]) < minimum_detectable_effect(errors[:250]) < minimum_detectable_effect(errors[:40])
+
+
+def test_ladder_reports_each_width_against_32_bits_with_corrected_confidence(clean_run):
+    worse = with_guesses(clean_run, [p.guess * 2 for p in clean_run.predictions])
+    taxes = quantization_ladder(clean_run, {"4bit": worse, "8bit": clean_run}, max_tax_share=0.10)
+    assert [t.label for t in taxes] == ["4bit", "8bit"]
+    assert taxes[0].delta.confidence == pytest.approx(0.975)
+    assert taxes[0].exceeded and not taxes[1].exceeded
+    assert "4bit: Error $" in taxes[0].line()
