@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pricer import options
 from pricer.data import DEFAULT_N, DEFAULT_SPLIT, DataSpec, load_items, resolve_source
-from pricer.errors import PricerError
+from pricer.errors import OptionError, PricerError
 from pricer.evaluate import RunResult, evaluate
 from pricer.report import METRICS_HEADERS, format_table, metrics_row, print_report
 
@@ -77,6 +77,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.predictor:
         from pricer.classic import train_classic
 
+        if Path(source).is_file():
+            raise OptionError(f"--predictor {args.predictor}: {source} is a single file, so it has no "
+                              f"{args.train_split!r} split to train on; point --data at a folder or dataset with both")
         train = load_items(DataSpec(source=source, split=args.train_split, n=None, template=args.template))
         results = [evaluate(train_classic(args.predictor, train), items)]
         _show(results[0], args)

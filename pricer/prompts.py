@@ -19,7 +19,12 @@ _NUMBER = re.compile(r"[-+]?\d*\.\d+|\d+")
 def parse_price(completion: str) -> float | None:
     """The course's rule: drop "$" and ",", take the first number; None when there is none."""
     match = _NUMBER.search(completion.replace("$", "").replace(",", ""))
-    return float(match.group()) if match else None
+    if not match:
+        return None
+    price = float(match.group())
+    # The course's pattern keeps a sign before a decimal ("-5.5"); no price is negative, and its log(x + 1)
+    # fails below -1, so such a completion counts as unparsed.
+    return price if price >= 0 else None
 
 
 def template_fields(template: str) -> list[str]:

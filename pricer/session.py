@@ -9,7 +9,7 @@ from typing import Any
 
 from pricer.baselines import Baseline, baseline_path, read_baseline, write_baseline
 from pricer.data import DataSpec, Item, items_digest, load_items
-from pricer.errors import BaselineError
+from pricer.errors import BaselineError, OptionError
 from pricer.evaluate import RunResult, evaluate
 from pricer.fingerprint import DECISIVE, Fingerprint, commit_info, machine_info
 from pricer.gate import GateConfig, Tax, Verdict, compare, minimum_detectable_effect, quantization_ladder
@@ -120,6 +120,9 @@ class EvalSession:
         if s.predictor:
             from pricer.classic import train_classic
 
+            if Path(s.data.source).is_file():
+                raise OptionError(f"--pricer-predictor {s.predictor}: {s.data.source} is a single file, so it has "
+                                  "no 'train' split to train on; point --pricer-data at a folder with both")
             train = load_items(DataSpec(source=s.data.source, split="train", n=None, template=s.data.template))
             predictor = train_classic(s.predictor, train)
             flat |= {"predictor": s.predictor, "train_sha256": items_digest(train)}

@@ -22,7 +22,7 @@ from pricer.prompts import (COURSE_TEMPLATE, PRICE_PREFIX, QUESTION, parse_price
         (" 45", 45.0),
         ("about 1,000 dollars", 1000.0),
         ("1.2.3", 1.2),
-        ("-5.5", -5.5),  # the course's pattern keeps a sign before a decimal point...
+        ("-5.5", None),  # the course's pattern keeps a sign before a decimal point, and no price is negative...
         ("-5", 5.0),  # ...but not before a whole number: its "[-+]?" binds to the first alternative only
     ],
 )
