@@ -154,7 +154,13 @@ def pricer_model(pricer_session, pricer_width: str):
 @pytest.fixture(scope="session")
 def pricer_run(pricer_session, pricer_width: str):
     """The width's predictions and scores, computed once and shared by every test of that width."""
-    return pricer_session.run(pricer_width)
+    from pricer.errors import PricerError
+
+    try:
+        return pricer_session.run(pricer_width)
+    except PricerError as exc:
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)
 
 
 class Gate:
@@ -165,12 +171,12 @@ class Gate:
 
     def check(self) -> None:
         __tracebackhide__ = True
-        from pricer.errors import BaselineError
+        from pricer.errors import PricerError
 
         try:
             self._note_detectability()
             verdict = self.session.check(self.width)
-        except BaselineError as exc:
+        except PricerError as exc:
             problem = str(exc)
         else:
             print(verdict.message())
