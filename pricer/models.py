@@ -432,7 +432,7 @@ def load_model(
     known_sha = _converted_weights_sha256(folder)
     weights_sha = known_sha or weights_sha256(folder)
     adapter_path, adapter_sha = (None, None) if adapter is None else _check_adapter(
-        Path(adapter), weights_sha=weights_sha, aliases=aliases
+        Path(adapter), base=(name, folder, weights_sha, aliases)
     )
 
     import torch
@@ -535,8 +535,9 @@ def _names(*names: str) -> frozenset[str]:
     return frozenset(Path(n.rstrip("/")).name.lower() for n in names if n)
 
 
-def _check_adapter(adapter: Path, *, weights_sha: str, aliases: frozenset[str]) -> tuple[Path, str]:
+def _check_adapter(adapter: Path, *, base: tuple[str, Path, str, frozenset[str]]) -> tuple[Path, str]:
     """The adapter's folder and weights hash, after checking it was made for this base model."""
+    name, folder, weights_sha, aliases = base
     adapter = adapter.expanduser().resolve()
     if not adapter.is_dir():
         raise ModelError(f"{adapter}: adapter folder not found")
@@ -544,18 +545,19 @@ def _check_adapter(adapter: Path, *, weights_sha: str, aliases: frozenset[str]) 
     weights = adapter / ADAPTER_WEIGHTS
     if not weights.is_file():
         raise ModelError(f"{adapter}: no {ADAPTER_WEIGHTS} (pricer loads safetensors adapters only)")
-    base_sha = config.get(ADAPTER_BASE_SHA_KEY)
-    base = config.get("base_model_name_or_path")
-    ours = sorted(aliases)
-    if isinstance(base_sha, str):
-        if base_sha != weights_sha:
+    made_for = config.get("base_model_name_or_path")
+    made_for_sha = config.get(ADAPTER_BASE_SHA_KEY)
+    # A recorded hash is exact; otherwise names are compared by their last path part, so an adapter trained on
+    # /somewhere/SmolLM2-135M-Instruct fits the hub's HuggingFaceTB/SmolLM2-135M-Instruct.
+    if isinstance(made_for_sha, str):
+        if made_for_sha != weights_sha:
             raise ModelError(
-                f"{adapter}: adapter made for base weights sha256 {base_sha[:16]}… ({base}), "
-                f"but the loaded base is {weights_sha[:16]}… ({ours[0]})"
+                f"{adapter}: adapter made for base weights sha256 {made_for_sha[:16]}… ({made_for!r}), "
+                f"but the loaded base {name!r} ({folder}) has sha256 {weights_sha[:16]}…; pass the model it was trained on"
             )
-    elif isinstance(base, str) and base and _names(base).isdisjoint(aliases):
+    elif isinstance(made_for, str) and made_for and _names(made_for).isdisjoint(aliases):
         raise ModelError(
-            f"{adapter}: adapter made for base model {base!r}, but the loaded base is {', '.join(repr(n) for n in ours)}; "
+            f"{adapter}: adapter made for base model {made_for!r}, but the loaded base is {name!r} ({folder}); "
             "pass the model it was trained on"
         )
     return adapter, sha256_file(weights)
