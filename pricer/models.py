@@ -203,14 +203,27 @@ def sha256_file(path: Path) -> str:
     return _sha256_keyed(str(real), stat.st_size, stat.st_mtime_ns)
 
 
+def _hub_blob_sha256(path: Path) -> str | None:
+    # Files in a Hugging Face cache snapshot link to blobs named by their sha256, which the hub client checked
+    # on download (https://huggingface.co/docs/huggingface_hub/guides/manage-cache): no need to hash again.
+    if not path.is_symlink():
+        return None
+    blob = path.resolve()
+    name = blob.name
+    if blob.parent.name == "blobs" and len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+        return name
+    return None
+
+
 def weights_sha256(folder: Path) -> str:
     """sha256 of a model's safetensors: the file's own hash when there is one file, else a hash of name+hash lines."""
     files = sorted(Path(folder).glob("*.safetensors"))
     if not files:
         raise ModelError(f"{folder}: no .safetensors weights (pricer loads safetensors only)")
+    hashes = [_hub_blob_sha256(f) or sha256_file(f) for f in files]
     if len(files) == 1:
-        return sha256_file(files[0])
-    lines = "".join(f"{f.name} {sha256_file(f)}\n" for f in files)
+        return hashes[0]
+    lines = "".join(f"{f.name} {h}\n" for f, h in zip(files, hashes))
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
@@ -429,8 +442,8 @@ def load_model(
     if bits in (4, 8):
         _check_bitsandbytes(bits)
     folder, name, aliases = _resolve_model(model)
-    known_sha = _converted_weights_sha256(folder)
-    weights_sha = known_sha or weights_sha256(folder)
+    # The default's conversion stored its hash beside the weights: hashing 540 MB on every load would cost seconds.
+    weights_sha = (_converted_weights_sha256(folder) if model == DEFAULT_MODEL else None) or weights_sha256(folder)
     adapter_path, adapter_sha = (None, None) if adapter is None else _check_adapter(
         Path(adapter), base=(name, folder, weights_sha, aliases)
     )
@@ -451,7 +464,7 @@ def load_model(
         if bits in (4, 8):
             raise ModelError(
                 f"bitsandbytes cannot load {name} at {bits} bits on {device} here ({type(exc).__name__}: {exc}); "
-                "try --pricer-bits 16 or 32, or a machine with a supported GPU"
+                "use bits 16 or 32, or a machine with a supported GPU"
             ) from exc
         raise ModelError(f"{folder}: cannot be loaded as a causal LM ({type(exc).__name__}: {exc})") from exc
     if precision.compute_dtype != precision.load_dtype and bits == 16:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any] | None, Any, str, str]] = [
     ("--pricer-max-tax", "pricer_max_tax", options.share("--pricer-max-tax"), None, "SHARE",
      "fail when a width's Error exceeds the 32-bit Error by surely more than this share. Default: report only"),
 ]
+SETTINGS_KEY = pytest.StashKey["EvalSettings"]()
 SESSION_KEY = pytest.StashKey["EvalSession"]()
 
 
@@ -72,6 +73,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
+    # Checked now: a usage error raised during collection would show as a collection error with a traceback.
+    config.stash[SETTINGS_KEY] = _settings(config)
 
 
 def _value(config: pytest.Config, flag: str, ini: str, parse: Callable[[str], Any] | None, default: Any) -> Any:
@@ -88,32 +91,56 @@ def _value(config: pytest.Config, flag: str, ini: str, parse: Callable[[str], An
         raise pytest.UsageError(f"ini {ini}: {exc}") from None
 
 
+def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
+    """Every option's value, checked: bad values stop the run before collection with a one-line usage error."""
+    from pricer.data import DataSpec, resolve_source
+    from pricer.gate import GateConfig
+    from pricer.session import EvalSettings
+
+    v = {ini: _value(config, flag, ini, parse, default) for flag, ini, parse, default, _, _ in OPTIONS}
+    update = config.getoption("update_baselines")
+    if update and not (v["pricer_reason"] or "").strip():
+        raise pytest.UsageError("--update-baselines needs --pricer-reason 'why the baselines move'")
+    return EvalSettings(
+        data=DataSpec(source=resolve_source(v["pricer_data"]), split=v["pricer_split"], n=v["pricer_n"],
+                      template=v["pricer_template"]),
+        model=v["pricer_model"], predictor=v["pricer_predictor"], bits=v["pricer_bits"],
+        adapter=v["pricer_adapter"], device=v["pricer_device"], batch_size=v["pricer_batch_size"],
+        baselines=Path(v["pricer_baselines"]), update=update, reason=v["pricer_reason"],
+        gate=GateConfig(tolerance_share=v["pricer_tolerance"], tolerance_dollars=v["pricer_tolerance_dollars"],
+                        alpha=v["pricer_alpha"], max_error=v["pricer_max_error"], min_hits=v["pricer_min_hits"],
+                        max_unparsed=v["pricer_max_unparsed"]),
+        max_tax_share=v["pricer_max_tax"],
+        rerun_args=_rerun_args(config.invocation_params.args),
+    )
+
+
+def _rerun_args(args: Sequence[str]) -> tuple[str, ...]:
+    """This run's arguments without the update options, to print a command that accepts its results."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--pricer-reason":
+            skip = True
+        elif arg != "--update-baselines" and not arg.startswith("--pricer-reason="):
+            kept.append(arg)
+    return tuple(kept)
+
+
 def eval_session(config: pytest.Config):  # -> pricer.session.EvalSession
     """The session's one EvalSession, made on first use so plain test runs never build it."""
     if SESSION_KEY not in config.stash:
-        from pricer.data import DataSpec, resolve_source
-        from pricer.gate import GateConfig
-        from pricer.session import SMALL_N, EvalSession, EvalSettings
+        from pricer.session import SMALL_N, EvalSession
 
-        v = {ini: _value(config, flag, ini, parse, default) for flag, ini, parse, default, _, _ in OPTIONS}
-        update = config.getoption("update_baselines")
-        if update and not (v["pricer_reason"] or "").strip():
-            raise pytest.UsageError("--update-baselines needs --pricer-reason 'why the baselines move'")
-        settings = EvalSettings(
-            data=DataSpec(source=resolve_source(v["pricer_data"]), split=v["pricer_split"], n=v["pricer_n"],
-                          template=v["pricer_template"]),
-            model=v["pricer_model"], predictor=v["pricer_predictor"], bits=v["pricer_bits"],
-            adapter=v["pricer_adapter"], device=v["pricer_device"], batch_size=v["pricer_batch_size"],
-            baselines=Path(v["pricer_baselines"]), update=update, reason=v["pricer_reason"],
-            gate=GateConfig(tolerance_share=v["pricer_tolerance"], tolerance_dollars=v["pricer_tolerance_dollars"],
-                            alpha=v["pricer_alpha"], max_error=v["pricer_max_error"], min_hits=v["pricer_min_hits"],
-                            max_unparsed=v["pricer_max_unparsed"]),
-            max_tax_share=v["pricer_max_tax"],
-        )
+        settings = config.stash[SETTINGS_KEY]
         if settings.data.n is not None and settings.data.n < SMALL_N:
             warnings.warn(f"--pricer-n {settings.data.n} is small: the gate can only catch large regressions",
                           UserWarning, stacklevel=1)
-        config.stash[SESSION_KEY] = EvalSession(settings, root=config.rootpath)
+        # Baselines are relative to the project's ini file (else where pytest was started), not the rootdir:
+        # pytest guesses the rootdir before plugin options are known, so `--pricer-data DIR` can move it.
+        root = config.inipath.parent if config.inipath else config.invocation_params.dir
+        config.stash[SESSION_KEY] = EvalSession(settings, root=root)
     return config.stash[SESSION_KEY]
 
 
@@ -179,17 +206,23 @@ class Gate:
         except PricerError as exc:
             problem = str(exc)
         else:
-            print(verdict.message())
             if verdict.passed:
+                print(verdict.message())
                 return
-            problem = verdict.message(accept=self.session.accept_command(self.width, reason="why"))
+            accept = self.session.accept_command(self.width, reason="why")
+            problem = f"{self.session.baseline_path(self.width)}: {verdict.message(accept=accept)}"
         pytest.fail(problem, pytrace=False)
 
     def _note_detectability(self) -> None:
         """Before gating: the smallest worsening this n and this baseline can reveal."""
+        from pricer.errors import BaselineError
+
         if self.session.settings.update or not self.session.baseline_path(self.width).exists():
             return
-        mde, share, meaningless = self.session.detectability(self.width)
+        try:
+            mde, share, meaningless = self.session.detectability(self.width)
+        except BaselineError:
+            return  # check() reports it and records it for the summary
         note = f"{self.width}: this gate detects a worsening of ${mde:,.2f} ({share:.0%} of Error) at 80% power"
         print(note)
         if meaningless:

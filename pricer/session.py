@@ -34,6 +34,7 @@ class EvalSettings:
     reason: str | None = None
     gate: GateConfig = field(default_factory=GateConfig)
     max_tax_share: float | None = None
+    rerun_args: tuple[str, ...] = ("-m", "eval")  # how this run was invoked, for the accepting command
 
     @property
     def widths(self) -> tuple[str, ...]:
@@ -149,6 +150,10 @@ class EvalSession:
         """Compare the width's run with its baseline; rewrite the baseline when asked (and still fail)."""
         path = self.baseline_path(width)
         self.used_baselines.append(path)
+        if not self.settings.update and not path.exists():  # before the minutes a model takes to run
+            text = f"{path}: baseline not found; create it with:\n  {self.accept_command(width, reason='first baseline')}"
+            self.outcomes.append(Outcome(width=width, path=path, text=text, passed=False))
+            raise BaselineError(text)
         run = self.run(width)
         if self.settings.update:
             previous = read_baseline(path) if path.exists() else None
@@ -159,10 +164,6 @@ class EvalSession:
                 delta = run.metrics.error - previous.metrics["error"]
                 moved = f" (Error ${previous.metrics['error']:,.2f} -> ${run.metrics.error:,.2f}, {delta:+,.2f})"
             text = f"{path}: baseline rewritten{moved}, reason: {self.settings.reason}; a rewrite never gates green, re-run to gate"
-            self.outcomes.append(Outcome(width=width, path=path, text=text, passed=False))
-            raise BaselineError(text)
-        if not path.exists():
-            text = f"{path}: baseline not found; create it with:\n  {self.accept_command(width, reason='first baseline')}"
             self.outcomes.append(Outcome(width=width, path=path, text=text, passed=False))
             raise BaselineError(text)
         try:
@@ -192,9 +193,13 @@ class EvalSession:
                                    alpha=self.settings.gate.alpha)
 
     def accept_command(self, width: str, *, reason: str = "...") -> str:
+        """The command that rewrites this width's baseline with this run's other options."""
+        import shlex
+
         s = self.settings
-        what = f"--pricer-predictor {s.predictor}" if s.predictor else f"--pricer-bits {width.removesuffix('bit')}"
-        return f"pytest -m eval {what} --update-baselines --pricer-reason '{reason}'"
+        only = () if s.predictor else ("--pricer-bits", width.removesuffix("bit"))
+        args = (*s.rerun_args, *only, "--update-baselines", "--pricer-reason", reason)
+        return shlex.join(("pytest", *args))
 
     def _summary_line(self, width: str, baseline: Baseline, verdict: Verdict) -> str:
         d = verdict.delta

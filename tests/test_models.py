@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,33 @@ def test_default_weights_hash_is_the_sha256_of_the_converted_safetensors(cache):
     assert info.weights_sha256 == models._sha256_file_uncached(weights)
 
 
+def test_local_model_folder_loads_and_hashes_like_the_default(cache):
+    default = cache.get(bits=32).info
+    local = cache.get(default.path, bits=32).info
+    assert (local.path, local.model) == (default.path, default.path)
+    assert local.weights_sha256 == default.weights_sha256  # hashed from the file here, read from the marker there
+
+
+def test_sharded_weights_hash_lists_each_file_name_and_hash(tmp_path):
+    import hashlib
+
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"one")
+    (tmp_path / "model-00002-of-00002.safetensors").write_bytes(b"two")
+    lines = "".join(
+        f"model-0000{i}-of-00002.safetensors {hashlib.sha256(data).hexdigest()}\n" for i, data in ((1, b"one"), (2, b"two"))
+    )
+    assert models.weights_sha256(tmp_path) == hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_hub_snapshot_weights_take_their_hash_from_the_blob_name(tmp_path):
+    blob = tmp_path / "blobs" / ("ab" * 32)
+    blob.parent.mkdir()
+    blob.write_bytes(b"weights")
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "snapshot" / "model.safetensors").symlink_to(blob)
+    assert models.weights_sha256(tmp_path / "snapshot") == "ab" * 32
+
+
 # ---------------------------------------------------------------- conversion cache
 
 
@@ -279,6 +307,12 @@ def test_unreachable_hub_suggests_a_local_path_or_default(monkeypatch):
         load_model("org/model", bits=32, device="cpu")
 
 
+def test_4bit_without_bitsandbytes_is_a_model_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # makes `import bitsandbytes` fail
+    with pytest.raises(ModelError, match=r"4-bit loading needs bitsandbytes .*pip install bitsandbytes, or use bits 16 or 32"):
+        load_model(bits=4, device="cpu")
+
+
 def test_cuda_asked_for_without_cuda_is_a_model_error():
     import torch
 
@@ -322,7 +356,7 @@ def test_adapter_without_safetensors_weights_is_refused(tmp_path):
 
 
 def test_lora_adapter_trained_on_the_default_model_loads_and_is_recorded(cache, tmp_path):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     base = load_model(bits=32)
     get_peft_model(base.model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "lora")
@@ -331,7 +365,7 @@ def test_lora_adapter_trained_on_the_default_model_loads_and_is_recorded(cache, 
     assert loaded.info.adapter == str((tmp_path / "lora").resolve())
     assert loaded.info.adapter_sha256 == models.sha256_file(tmp_path / "lora" / "adapter_model.safetensors")
     assert loaded.info.name == "smollm2-135m-instruct+lora"
-    assert type(loaded.model).__name__ == "PeftModelForCausalLM"
+    assert isinstance(loaded.model, PeftModel)
 
 
 # ---------------------------------------------------------------- ModelCache

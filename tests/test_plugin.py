@@ -1,0 +1,331 @@
+"""Tests of pricer.pytest_plugin through pytester: on real items the gate fails and passes when it should.
+
+The projects gate classic predictors (constant, random-forest), so no LLM is loaded; they need $PRICER_DATA.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pricer.data import DATA_ENV
+
+GATED_N = 250  # the course's test size: enough items for the paired test to see a planted regression
+SMALL_N = 50  # where the point is not statistical; the plugin warns below this many items
+# pytester forgets the modules an in-process run imported first, and numpy cannot be imported twice in one
+# process ("cannot load module more than once per process"): what the plugin imports late is imported here, once.
+LATE_IMPORTS = (
+    "numpy", "scipy.stats", "datasets", "cpuinfo", "sklearn.dummy", "sklearn.ensemble",
+    "sklearn.feature_extraction.text", "sklearn.linear_model", "sklearn.metrics", "sklearn.pipeline",
+    "sklearn.preprocessing",
+)
+EVAL_FILE = "test_price_gate"  # not test_eval: an in-process run must not meet this repo's module of that name
+
+EVAL_TEST = """
+import pytest
+
+pytestmark = pytest.mark.eval
+
+
+def test_accuracy_holds_against_baseline(pricer_gate):
+    pricer_gate.check()
+"""
+
+# Triples the guesses of 40% of the items (two in every five): a regression the gate must catch.
+PLANTED_REGRESSION = """
+import pytest
+
+from pricer.classic import ClassicPredictor
+from pricer.predict import Prediction
+
+
+@pytest.fixture(autouse=True)
+def tripled_guesses(monkeypatch):
+    honest = ClassicPredictor.predict
+
+    def predict(self, items):
+        return [Prediction(guess=3 * p.guess, completion=p.completion, parsed=p.parsed) if i % 5 < 2 else p
+                for i, p in enumerate(honest(self, items))]
+
+    # monkeypatch, not assignment: the run is in-process, and the next run must get the honest predictor back.
+    monkeypatch.setattr(ClassicPredictor, "predict", predict)
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def late_imports_done_before_any_run() -> None:
+    """Import LATE_IMPORTS in this process before the first in-process run."""
+    for name in LATE_IMPORTS:
+        importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    """The real items: a folder with test.jsonl and train.jsonl."""
+    source = os.environ.get(DATA_ENV)
+    if not source:
+        pytest.skip(f"{DATA_ENV} is not set; point it at a folder with test.jsonl and train.jsonl")
+    return Path(source)
+
+
+def write_baseline(folder: Path, data: Path, *, predictor: str, n: int) -> Path:
+    """Store a classic predictor's baseline through the session the plugin uses; returns its path."""
+    from pricer.data import DataSpec
+    from pricer.errors import BaselineError
+    from pricer.session import EvalSession, EvalSettings
+
+    settings = EvalSettings(data=DataSpec(source=str(data), n=n), predictor=predictor, baselines=folder,
+                            update=True, reason="made by tests/test_plugin.py")
+    session = EvalSession(settings, root=folder)
+    with pytest.raises(BaselineError, match="a rewrite never gates green"):
+        session.check(predictor)
+    return session.baseline_path(predictor)
+
+
+@pytest.fixture(scope="module")
+def stored_baselines(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A baselines folder holding the constant predictor's baseline on GATED_N items, made once per module."""
+    folder = tmp_path_factory.mktemp("baselines")
+    write_baseline(folder, data_dir, predictor="constant", n=GATED_N)
+    return folder
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A user's repo: an ini (so it is the rootdir) and one eval test like tests/test_eval.py."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(**{EVAL_FILE: EVAL_TEST})
+    return pytester
+
+
+@pytest.fixture
+def baselined(project: pytest.Pytester, stored_baselines: Path) -> pytest.Pytester:
+    """The project with the shared constant baseline in its baselines/ folder."""
+    shutil.copytree(stored_baselines, project.path / "baselines")
+    return project
+
+
+def gate(pytester: pytest.Pytester, data: Path | None, *args: str, predictor: str = "constant",
+         n: int = GATED_N) -> pytest.RunResult:
+    """`pytest -m eval` in the project, gating a classic predictor on the first n items."""
+    data_args = ("--pricer-data", str(data)) if data else ()
+    return pytester.runpytest("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", predictor,
+                              "--pricer-n", str(n), "--pricer-baselines", str(pytester.path / "baselines"),
+                              *data_args, *args)
+
+
+def classic_file(pytester: pytest.Pytester, predictor: str = "constant") -> Path:
+    return pytester.path / "baselines" / predictor / "classic.json"
+
+
+def named(path: Path) -> str:
+    """The path as an fnmatch pattern matching only itself."""
+    return glob.escape(str(path))
+
+
+def test_gate_fails_when_the_baseline_is_missing_and_prints_the_command_creating_it(project, data_dir):
+    result = gate(project, data_dir, n=SMALL_N)
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        f"{named(classic_file(project))}: baseline not found; create it with:",
+        "  pytest *-m eval --pricer-predictor constant*--update-baselines --pricer-reason 'first baseline'",
+    ])
+    assert not classic_file(project).exists()
+
+
+def test_update_baselines_without_a_reason_is_a_usage_error(project):
+    result = gate(project, None, "--update-baselines", n=SMALL_N)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --update-baselines needs --pricer-reason 'why the baselines move'"])
+
+
+def test_update_baselines_writes_the_baseline_yet_fails_and_a_second_rewrite_keeps_history(project, data_dir):
+    path = classic_file(project)
+
+    first = gate(project, data_dir, "--update-baselines", "--pricer-reason", "first cut", n=SMALL_N)
+
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines([
+        f"{named(path)}: baseline rewritten, reason: first cut; a rewrite never gates green, re-run to gate",
+    ])
+    written = json.loads(path.read_text(encoding="utf-8"))
+    assert (written["reason"], written["history"], written["metrics"]["n"]) == ("first cut", [], SMALL_N)
+    assert list(path.parent.iterdir()) == [path], "the atomic write left a temporary file behind"
+
+    second = gate(project, data_dir, "--update-baselines", "--pricer-reason", "second cut", n=SMALL_N)
+
+    second.assert_outcomes(failed=1)
+    second.stdout.fnmatch_lines([f"{named(path)}: baseline rewritten (Error $* -> $*, +0.00), reason: second cut; *"])
+    rewritten = json.loads(path.read_text(encoding="utf-8"))
+    assert rewritten["reason"] == "second cut"
+    assert [(h["reason"], h["metrics"]) for h in rewritten["history"]] == [("first cut", written["metrics"])]
+
+
+def test_gate_passes_on_a_clean_rerun_against_the_baseline_it_wrote(project, data_dir):
+    gate(project, data_dir, "--update-baselines", "--pricer-reason", "first baseline").assert_outcomes(failed=1)
+
+    result = gate(project, data_dir)
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["constant: ok Error $* -> $* (+0.00, CI [[]+0.00, +0.00], p=1.000); *"])
+
+
+def test_gate_fails_on_a_planted_regression_and_passes_on_a_clean_rerun(project, data_dir):
+    write_baseline(project.path / "baselines", data_dir, predictor="random-forest", n=GATED_N)
+    project.makeconftest(PLANTED_REGRESSION)
+
+    planted = gate(project, data_dir, predictor="random-forest")
+
+    planted.assert_outcomes(failed=1)
+    planted.stdout.fnmatch_lines([
+        "*/baselines/random-forest/classic.json: random-forest: FAILED: Error is worse by $*, more than the tolerance $*, p=* < 0.05",
+        "Error $* -> $*: +*, 95% CI [[]+*, +*], one-sided p=*; tolerance $*, detectable at 80% power $*",
+        "metric * baseline * now * delta * limit",
+        "Error * +$* if significant",
+        "items that got worse most:",
+        "  #* truth $*, baseline guess $*, now $* (error +*)",
+        "if this change is intended, accept it with: "
+        "*pytest *-m eval --pricer-predictor random-forest*--update-baselines --pricer-reason why",
+    ])
+
+    (project.path / "conftest.py").unlink()
+    clean = gate(project, data_dir, predictor="random-forest")
+
+    clean.assert_outcomes(passed=1)
+
+
+def test_gate_fails_naming_a_truncated_baseline(baselined, data_dir):
+    path = classic_file(baselined)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[: len(text) // 2], encoding="utf-8")
+
+    result = gate(baselined, data_dir)
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"{named(path)}:*: not valid JSON (*); the file may be truncated"])
+
+
+def test_gate_fails_naming_a_hand_edited_baseline(baselined, data_dir):
+    path = classic_file(baselined)
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    stored["items"][0]["guess"] += 1.0
+    path.write_text(json.dumps(stored, sort_keys=True, indent=2), encoding="utf-8")
+
+    result = gate(baselined, data_dir)
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        f"{named(path)}: checksum mismatch: the file was edited by hand or damaged; restore it from git or *",
+    ])
+
+
+def test_gate_fails_as_not_comparable_when_the_baseline_was_made_on_other_data(baselined, data_dir):
+    # The same items, but the first one's price moved by a dollar.
+    edited = baselined.path / "edited" / data_dir.name
+    edited.mkdir(parents=True)
+    shutil.copyfile(data_dir / "train.jsonl", edited / "train.jsonl")
+    rows = [json.loads(line) for line in (data_dir / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows[0]["price"] += 1.0
+    (edited / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    result = gate(baselined, edited)
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*/classic.json: constant: FAILED: not comparable with the baseline",
+        "not comparable: the baseline was made from other inputs:",
+        "  data_sha256: baseline '*', now '*'",
+        f"  items: baseline '{GATED_N} items', now '{GATED_N} items, 1 with another index or price'",
+    ])
+
+
+@pytest.mark.parametrize(("option", "value", "reason", "row"), [
+    ("--pricer-max-error", "1", "Error $*.** is above the limit $1.00", "Error * <= $1.00"),
+    ("--pricer-min-hits", "90%", "Hits *% is below the limit 90.0%", "Hits * >= 90.0%"),
+], ids=["max-error", "min-hits"])
+def test_gate_fails_when_a_plain_limit_is_broken(baselined, data_dir, option, value, reason, row):
+    result = gate(baselined, data_dir, option, value)
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*/classic.json: constant: FAILED: {reason}", "metric * limit", row])
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--pricer-bits", "3", "--pricer-bits: '3' is not one of 4, 8, 16, 32"),
+    ("--pricer-n", "0", "--pricer-n: '0' must be at least 1"),
+    ("--pricer-tolerance", "abc", "--pricer-tolerance: 'abc' is not a number"),
+], ids=["bits", "n", "tolerance"])
+def test_bad_option_value_is_a_usage_error_naming_the_option(project, option, value, message):
+    result = project.runpytest("-p", "no:cacheprovider", "-m", "eval", option, value)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*error: argument {option}: {message}"])
+
+
+def test_bad_ini_value_is_a_usage_error_naming_the_ini_key(project):
+    project.makeini("[pytest]\npricer_bits = 5\n")
+
+    result = project.runpytest("-p", "no:cacheprovider", "-m", "eval")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ini pricer_bits: --pricer-bits: '5' is not one of 4, 8, 16, 32"])
+
+
+def test_options_set_in_the_ini_file_take_effect(project, stored_baselines, data_dir):
+    shutil.copytree(stored_baselines, project.path / "stored")
+    project.makeini(f"""
+        [pytest]
+        pricer_predictor = constant
+        pricer_n = {GATED_N}
+        pricer_data = {data_dir}
+        pricer_baselines = stored
+    """)
+
+    result = project.runpytest("-p", "no:cacheprovider", "-m", "eval", "-v")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"{EVAL_FILE}.py::test_accuracy_holds_against_baseline[[]constant[]] PASSED*"])
+
+
+def test_plain_pytest_deselects_eval_tests_with_this_repos_addopts(project):
+    project.makeini("""
+        [pytest]
+        addopts = -m 'not eval and not benchmark'
+    """)
+    project.makepyfile(test_fast="def test_fast():\n    pass\n")
+
+    result = project.runpytest("-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1, deselected=4)  # the eval test once per default width: 4, 8, 16, 32 bits
+
+
+def test_terminal_summary_shows_a_pricer_gate_section_with_one_line_per_width(baselined, data_dir):
+    result = gate(baselined, data_dir)
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "*=== pricer gate ===*",
+        "constant: ok Error $* -> $* (+0.00, *); detectable $*, tolerance $*",
+        "models loaded: 0",
+    ], consecutive=True)
+
+
+def test_small_n_warns_that_the_gate_can_only_catch_large_regressions(project, data_dir):
+    write_baseline(project.path / "baselines", data_dir, predictor="constant", n=10)
+
+    result = gate(project, data_dir, n=10)
+
+    result.assert_outcomes(passed=1, warnings=2)
+    result.stdout.fnmatch_lines([
+        "*UserWarning: --pricer-n 10 is small: the gate can only catch large regressions",
+        "*UserWarning: constant: this gate detects a worsening of $* at 80% power: too coarse to protect anything; "
+        "raise --pricer-n",
+    ])

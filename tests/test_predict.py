@@ -1,0 +1,141 @@
+"""predict: batched greedy generation at every width, deterministic and equal to the course's one-at-a-time way."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+import pytest
+
+from pricer.data import DATA_ENV, DataSpec, Item, load_items, resolve_source
+from pricer.errors import OptionError
+from pricer.models import BITS, ModelCache
+from pricer.predict import DEFAULT_MAX_NEW_TOKENS, DecodingPolicy, LLMPredictor, Prediction, predict_one_at_a_time
+from pricer.prompts import COURSE_TEMPLATE
+
+# Two short prompts in the course's layout: enough to exercise padding (their lengths differ) in a fraction of a second.
+ITEMS = [
+    Item(index=1, price=24.99, title="Stainless steel garlic press",
+         prompt=COURSE_TEMPLATE.format(title="Stainless steel garlic press",
+                                       description="Heavy duty kitchen garlic crusher with easy-clean design.")),
+    Item(index=2, price=189.0, title="Cordless drill driver kit",
+         prompt=COURSE_TEMPLATE.format(title="Cordless drill driver kit",
+                                       description="20V lithium-ion drill with two batteries, charger and a "
+                                                   "carrying case; 1/2 inch keyless chuck, two speeds, LED light.")),
+]
+
+
+@pytest.fixture(scope="module")
+def cache():
+    """Each width loads once for the whole module; closing frees them."""
+    cache = ModelCache()
+    yield cache
+    cache.clear()
+
+
+@pytest.fixture(scope="module")
+def data_items() -> list[Item]:
+    """The first four test items of the course's data, from $PRICER_DATA."""
+    import os
+
+    if not os.environ.get(DATA_ENV):
+        pytest.skip(f"set {DATA_ENV} to the pricer-data folder or its test.jsonl to run tests on real items")
+    return load_items(DataSpec(source=resolve_source(None), n=4))
+
+
+@pytest.mark.parametrize("bits", BITS, ids=[f"{b}bit" for b in BITS])
+def test_every_width_predicts_a_parsed_price_per_item_in_order(cache, bits):
+    predictions = LLMPredictor(cache.get(bits=bits), progress=False).predict(ITEMS)
+    assert len(predictions) == len(ITEMS)
+    for prediction in predictions:
+        assert isinstance(prediction, Prediction) and isinstance(prediction.completion, str)
+        assert prediction.parsed and prediction.guess > 0, prediction
+
+
+@pytest.mark.parametrize("bits", [4, 8], ids=["4bit", "8bit"])
+def test_batch_prediction_is_deterministic(cache, bits):
+    predictor = LLMPredictor(cache.get(bits=bits), progress=False)
+    assert predictor.predict(ITEMS) == predictor.predict(ITEMS)
+
+
+def test_batched_32bit_predictions_equal_the_course_one_at_a_time(cache, data_items):
+    loaded = cache.get(bits=32)
+    batched = LLMPredictor(loaded, batch_size=len(data_items), progress=False).predict(data_items)
+    assert batched == predict_one_at_a_time(loaded, data_items, progress=False)
+
+
+def test_completion_holds_only_new_tokens_and_stops_at_max_new_tokens(cache):
+    loaded = cache.get(bits=32)
+    completions = LLMPredictor(loaded, max_new_tokens=3, progress=False).complete([item.prompt for item in ITEMS])
+    for completion in completions:
+        assert "Price is $" not in completion
+        assert len(loaded.tokenizer(completion, add_special_tokens=False)["input_ids"]) <= 3
+
+
+def test_unparsable_completion_gives_guess_zero_and_parsed_false(cache, monkeypatch):
+    predictor = LLMPredictor(cache.get(bits=32), progress=False)
+    monkeypatch.setattr(predictor, "complete", lambda prompts: ["about a hundred", "1,299.99 dollars"])
+    assert predictor.predict(ITEMS) == [
+        Prediction(guess=0.0, completion="about a hundred", parsed=False),
+        Prediction(guess=1299.99, completion="1,299.99 dollars", parsed=True),
+    ]
+
+
+def test_greedy_generation_warns_about_no_sampling_flags(cache, caplog):
+    predictor = LLMPredictor(cache.get(bits=32), progress=False)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        predictor.predict(ITEMS[:1])
+    messages = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "temperature" in m or "top_p" in m or "generation flags" in m], messages
+
+
+def test_8bit_prediction_silences_the_int8_cast_warning_only_while_predicting(cache, caplog):
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    predictor = LLMPredictor(cache.get(bits=8), progress=False)
+    with caplog.at_level(logging.WARNING):
+        predictor.predict(ITEMS[:1])
+    assert not [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]
+    assert logger.filters == []  # the filter is scoped to prediction, not left installed
+
+
+def test_policy_records_greedy_left_padded_batches_in_input_order(cache):
+    predictor = LLMPredictor(cache.get(bits=32), batch_size=4, progress=False)
+    assert predictor.policy == DecodingPolicy(batch_size=4, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
+    policy = json.loads(json.dumps(predictor.policy.to_dict()))
+    assert policy["order"] == "input" and policy["padding"] == "left"
+    assert policy["do_sample"] is False and policy["chat_template"] is False
+
+
+def test_predictor_is_named_by_model_and_width(cache):
+    assert LLMPredictor(cache.get(bits=4), progress=False).name == "smollm2-135m-instruct 4bit"
+
+
+def test_progress_bar_is_hidden_when_asked(cache, capsys):
+    LLMPredictor(cache.get(bits=32), progress=False).predict(ITEMS[:1])
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("option", [{"batch_size": 0}, {"max_new_tokens": 0}])
+def test_non_positive_batch_size_or_token_count_is_an_option_error(cache, option):
+    with pytest.raises(OptionError, match=r"is not a positive integer"):
+        LLMPredictor(cache.get(bits=32), **option)
+
+
+def test_no_items_give_no_predictions(cache):
+    assert LLMPredictor(cache.get(bits=32), progress=False).predict([]) == []
+
+
+@pytest.mark.gpu
+def test_batched_4bit_on_cuda_is_deterministic():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    cache = ModelCache()
+    try:
+        predictor = LLMPredictor(cache.get(bits=4, device="cuda"), progress=False)
+        assert predictor.predict(ITEMS) == predictor.predict(ITEMS)
+    finally:
+        cache.clear()
