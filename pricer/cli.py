@@ -59,6 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--no-charts", action="store_true", help="write no charts")
     out.add_argument("--quiet", action="store_true", help="print only the title lines and the table")
     ev.set_defaults(run=run_eval)
+
+    hist = commands.add_parser(
+        "history",
+        help="latency and Error per bit width over saved runs: a table and a chart",
+        description="Read the saved pytest-benchmark runs and the accuracy history, print per machine and bit width "
+        "each run's latency and Error with its change from the previous run (* marks significant changes), and "
+        "draw both on one time axis. Machines are shown apart.",
+    )
+    hist.add_argument("--benchmark-storage", metavar="DIR", help="pytest-benchmark's storage folder (or file://DIR). "
+                      "Default: .benchmarks, if it exists")
+    hist.add_argument("--accuracy-history", type=Path, metavar="PATH", help="JSON Lines written by `pytest -m eval "
+                      "--pricer-history PATH`. Default: .benchmarks/pricer-accuracy.jsonl, if it exists")
+    hist.add_argument("--chart", type=Path, default=Path("charts/history.png"), metavar="PATH",
+                      help="where to write the chart (.png, .svg, .pdf). Default: %(default)s")
+    hist.add_argument("--no-chart", action="store_true", help="print the table only")
+    hist.add_argument("--min-change", type=options.share("--min-change"), default=0.10, metavar="SHARE",
+                      help="smallest latency change (0.1 or 10%%) that can count as significant. Default: 10%%")
+    hist.set_defaults(run=run_history)
     return parser
 
 
@@ -69,6 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PricerError as exc:
         print(f"pricer: error: {exc}", file=sys.stderr)
         return 2
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from pricer.history import format_history, history_chart, load_history
+
+    history = load_history(storage=args.benchmark_storage, accuracy=args.accuracy_history, min_change=args.min_change)
+    print(format_history(history, min_change=args.min_change))
+    if not args.no_chart:
+        history_chart(args.chart, history)
+        print(f"wrote {args.chart}")
+    return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -19,3 +19,7 @@ class ModelError(PricerError):
 
 class BaselineError(PricerError):
     """A stored baseline that is missing, unreadable or not comparable."""
+
+
+class HistoryError(PricerError):
+    """A benchmark run or accuracy history file that is unreadable, foreign or cannot be appended to."""

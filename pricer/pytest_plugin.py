@@ -55,9 +55,17 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any] | None, Any, str, str]] = [
      "fail when more completions than this have no price. Default: no limit"),
     ("--pricer-max-tax", "pricer_max_tax", options.share("--pricer-max-tax"), None, "SHARE",
      "fail when a width's Error exceeds the 32-bit Error by surely more than this share. Default: report only"),
+    ("--pricer-history", "pricer_history", None, None, "PATH", "append each gated width's metrics, commit and "
+     "machine to this JSON Lines file (relative to the ini file), read by `pricer history`. Default: none"),
+    ("--pricer-bench-items", "pricer_bench_items", options.positive_int("--pricer-bench-items"), 8, "N",
+     "benchmarks time the first N items' prompts as one batch. Default: %(default)r"),
+    ("--pricer-bench-rounds", "pricer_bench_rounds", options.positive_int("--pricer-bench-rounds"), 5, "N",
+     "timed rounds per benchmark, after one warm-up round. Default: %(default)r"),
 ]
 SETTINGS_KEY = pytest.StashKey["EvalSettings"]()
 SESSION_KEY = pytest.StashKey["EvalSession"]()
+VERDICTS_KEY = pytest.StashKey[dict[str, bool]]()  # width -> gate passed, for the accuracy history
+HISTORY_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the summary, whether it is an error)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,6 +83,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {help_text}")
     # Checked now: a usage error raised during collection would show as a collection error with a traceback.
     config.stash[SETTINGS_KEY] = _settings(config)
+    config.stash[VERDICTS_KEY] = {}
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-benchmark's hook; absent under `-p no:benchmark`
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """Saved benchmark runs also record the GPU (name, memory) and the CPU features pricer fingerprints."""
+    from pricer.history import add_machine_details
+
+    add_machine_details(machine_info)
+
+
+def _option(config: pytest.Config, ini: str) -> Any:
+    """One option's value (already checked by _settings at configure)."""
+    flag, _, parse, default, _, _ = next(row for row in OPTIONS if row[1] == ini)
+    return _value(config, flag, ini, parse, default)
 
 
 def _value(config: pytest.Config, flag: str, ini: str, parse: Callable[[str], Any] | None, default: Any) -> Any:
@@ -179,6 +202,18 @@ def pricer_model(pricer_session, pricer_width: str):
 
 
 @pytest.fixture(scope="session")
+def pricer_bench_items(request: pytest.FixtureRequest, pricer_items) -> list:
+    """The items whose prompts a benchmark times as one batch: the first --pricer-bench-items."""
+    return pricer_items[: _option(request.config, "pricer_bench_items")]
+
+
+@pytest.fixture(scope="session")
+def pricer_bench_rounds(request: pytest.FixtureRequest) -> int:
+    """Timed rounds per benchmark (--pricer-bench-rounds)."""
+    return _option(request.config, "pricer_bench_rounds")
+
+
+@pytest.fixture(scope="session")
 def pricer_run(pricer_session, pricer_width: str):
     """The width's predictions and scores, computed once and shared by every test of that width."""
     from pricer.errors import PricerError
@@ -193,8 +228,9 @@ def pricer_run(pricer_session, pricer_width: str):
 class Gate:
     """What an eval test calls: `pricer_gate.check()` fails the test with the verdict's message."""
 
-    def __init__(self, session, width: str) -> None:
+    def __init__(self, session, width: str, *, verdicts: dict[str, bool] | None = None) -> None:
         self.session, self.width = session, width
+        self.verdicts = {} if verdicts is None else verdicts  # width -> passed, for --pricer-history
 
     def check(self) -> None:
         __tracebackhide__ = True
@@ -206,6 +242,7 @@ class Gate:
         except PricerError as exc:
             problem = str(exc)
         else:
+            self.verdicts[self.width] = verdict.passed
             if verdict.passed:
                 print(verdict.message())
                 return
@@ -230,12 +267,33 @@ class Gate:
 
 
 @pytest.fixture
-def pricer_gate(pricer_session, pricer_width: str) -> Gate:
+def pricer_gate(request: pytest.FixtureRequest, pricer_session, pricer_width: str) -> Gate:
     """The gate for this width: compare its run with the stored baseline."""
-    return Gate(pricer_session, pricer_width)
+    return Gate(pricer_session, pricer_width, verdicts=request.config.stash[VERDICTS_KEY])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With --pricer-history, append every gated width's metrics; a bad history file fails the run."""
+    config = session.config
+    path = _option(config, "pricer_history")
+    if not path or SESSION_KEY not in config.stash or not config.stash[VERDICTS_KEY]:
+        return
+    from pricer.errors import PricerError
+    from pricer.history import record_session
+
+    eval_run = config.stash[SESSION_KEY]
+    try:
+        config.stash[HISTORY_NOTE_KEY] = (record_session(eval_run.root / path, eval_run, config.stash[VERDICTS_KEY]), False)
+    except PricerError as exc:
+        config.stash[HISTORY_NOTE_KEY] = (str(exc), True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if HISTORY_NOTE_KEY in config.stash:
+        note, failed = config.stash[HISTORY_NOTE_KEY]
+        terminalreporter.section("pricer history")
+        terminalreporter.line(note, red=failed)
     if SESSION_KEY not in config.stash:
         return
     session = config.stash[SESSION_KEY]

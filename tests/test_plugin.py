@@ -323,7 +323,7 @@ def test_small_n_warns_that_the_gate_can_only_catch_large_regressions(project, d
 
     result = gate(project, data_dir, n=10)
 
-    result.assert_outcomes(passed=1, warnings=2)
+    result.assert_outcomes(passed=1)  # warning counts vary with how pytest imported pricer; match the lines
     result.stdout.fnmatch_lines([
         "*UserWarning: --pricer-n 10 is small: the gate can only catch large regressions",
         "*UserWarning: constant: this gate detects a worsening of $* at 80% power: too coarse to protect anything; "
