@@ -115,9 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N", help="Default: %(default)r")
     parser.add_argument("--max-new-tokens", type=_positive, default=DEFAULT_MAX_NEW_TOKENS, metavar="N", help="Default: %(default)r")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed.json"), metavar="PATH", help="Default: %(default)s")
+    parser.add_argument("--threads", type=_positive, metavar="N",
+                        help="torch CPU threads; 1 keeps timings sane on a machine others are using. Default: torch's")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     items = load_items(DataSpec(source=resolve_source(args.data), n=args.n))
     load_before = os.getloadavg()

@@ -77,6 +77,61 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--min-change", type=options.share("--min-change"), default=0.10, metavar="SHARE",
                       help="smallest latency change (0.1 or 10%%) that can count as significant. Default: 10%%")
     hist.set_defaults(run=run_history)
+
+    from pricer import finetune as ft  # light: its torch and peft imports are inside its functions
+
+    tune = commands.add_parser(
+        "finetune",
+        help="QLoRA: train a LoRA adapter on the train split, loss on the price only",
+        description="Train a LoRA adapter (peft) on the model loaded at --bits, on the train split, learning only "
+        "the price after 'Price is $' (rounded to whole dollars, as the course does). Seeded and resumable: "
+        "checkpoints go to OUT/checkpoint, and a run started again on the same OUT continues from there.",
+    )
+    tune.add_argument("--model", default="default", metavar="ID_OR_PATH", help="base model. Default: %(default)r")
+    tune.add_argument("--bits", type=options.choice("--bits", tuple(map(str, ft.TRAIN_BITS))), default="4", metavar="B",
+                      help="width of the frozen base: 4 (QLoRA), 16 or 32. Default: %(default)r")
+    tune.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the adapter and checkpoints")
+    tune.add_argument("--steps", type=options.positive_int("--steps"), default=ft.DEFAULT_STEPS, metavar="N",
+                      help="optimizer steps. Default: %(default)r (minutes on a CPU; 125 steps of 8 is one epoch of 998 items)")
+    tune.add_argument("--lr", type=options.positive_float("--lr"), default=ft.DEFAULT_LR, metavar="X",
+                      help="peak learning rate. Default: %(default)r")
+    tune.add_argument("--batch-size", type=options.positive_int("--batch-size"), default=ft.DEFAULT_BATCH_SIZE,
+                      metavar="N", help="items per step. Default: %(default)r")
+    tune.add_argument("--rank", type=options.positive_int("--rank"), default=ft.DEFAULT_RANK, metavar="R",
+                      help="LoRA rank on every linear layer; alpha is 2R. Default: %(default)r")
+    tune.add_argument("--seed", type=int, default=ft.DEFAULT_SEED, metavar="S", help="Default: %(default)r")
+    tune.add_argument("--checkpoint-every", type=options.positive_int("--checkpoint-every"),
+                      default=ft.DEFAULT_CHECKPOINT_EVERY, metavar="N", help="Default: %(default)r steps")
+    tune.add_argument("--compute-dtype", type=options.choice("--compute-dtype", ("float32", "bfloat16", "float16")),
+                      metavar="DTYPE", help="matmul dtype. Default: float32 on CPU, the GPU's half type on CUDA")
+    tune.add_argument("--device", type=options.choice("--device", ("cpu", "cuda")), metavar="DEVICE",
+                      help="cpu or cuda. Default: cuda when available, else cpu")
+    tune.add_argument("--resume", action="store_true", help="fail unless OUT/checkpoint exists (a run on an OUT "
+                      "with a checkpoint resumes it anyway)")
+    tune.add_argument("--data", metavar="SOURCE", help="dataset id or folder. Default: $PRICER_DATA, else "
+                      "ed-donner/pricer-data")
+    tune.add_argument("--split", default="train", metavar="NAME", help="split to train on. Default: %(default)r")
+    tune.set_defaults(run=run_finetune)
+
+    res = commands.add_parser(
+        "results",
+        help="Error of classic predictors, the base and the fine-tuned model at each width: a table and a chart",
+        description="Train and score the classic predictors, read the stored baselines of the model and of the "
+        "model with the adapter at every width, and compare them with the course's published figures.",
+    )
+    res.add_argument("--data", metavar="SOURCE", help="Default: $PRICER_DATA, else ed-donner/pricer-data")
+    res.add_argument("--n", type=options.positive_int("--n"), default=DEFAULT_N, metavar="N",
+                     help="test items the classic predictors are scored on. Default: %(default)r")
+    res.add_argument("--model", default="default", metavar="ID_OR_PATH", help="Default: %(default)r")
+    res.add_argument("--adapter", type=Path, default=Path("adapters/smollm2-135m-pricer"), metavar="DIR",
+                     help="the fine-tuned adapter whose baselines to show. Default: %(default)s")
+    res.add_argument("--baselines", type=Path, default=Path("baselines"), metavar="DIR", help="Default: %(default)s")
+    res.add_argument("--course", type=Path, metavar="PATH", help="the course's published table (a README.md). "
+                     "Default: course-2024-tester-outputs/README.md beside the data folder, if there")
+    res.add_argument("--chart", type=Path, default=Path("charts/results.png"), metavar="PATH",
+                     help="Default: %(default)s")
+    res.add_argument("--no-chart", action="store_true", help="print the table only")
+    res.set_defaults(run=run_results)
     return parser
 
 
@@ -96,6 +151,31 @@ def run_history(args: argparse.Namespace) -> int:
     print(format_history(history, min_change=args.min_change))
     if not args.no_chart:
         history_chart(args.chart, history)
+        print(f"wrote {args.chart}")
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from pricer.finetune import FinetuneConfig, describe, finetune
+
+    config = FinetuneConfig(model=args.model, bits=int(args.bits), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                            rank=args.rank, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                            device=args.device, compute_dtype=args.compute_dtype)
+    source = resolve_source(args.data)
+    items = load_items(DataSpec(source=source, split=args.split, n=None))
+    result = finetune(config, items, out=args.out, resume=args.resume, data_source=source)
+    print("\n".join(describe(result)))
+    return 0
+
+
+def run_results(args: argparse.Namespace) -> int:
+    from pricer.results import collect_results, format_results, results_chart
+
+    results = collect_results(data=resolve_source(args.data), n=args.n, model=args.model, adapter=args.adapter,
+                              baselines=args.baselines, course=args.course)
+    print(format_results(results))
+    if not args.no_chart:
+        results_chart(args.chart, results)
         print(f"wrote {args.chart}")
     return 0
 

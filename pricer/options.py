@@ -83,3 +83,18 @@ def choice(option: str, choices: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def positive_float(option: str) -> Callable[[str], float]:
+    """A finite number above 0, e.g. a learning rate: 3e-4."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is not a number") from None
+        if not 0 < number < float("inf"):
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} must be a finite number > 0")
+        return number
+
+    return parse

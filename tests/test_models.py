@@ -21,6 +21,18 @@ EXPECTED_RATIO_4BIT = {"bfloat16": 0.204, "float16": 0.204, "float32": 0.309}
 RATIO_TOLERANCE = 0.02
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One torch thread while this module runs, restored after: its prompts are tiny, and on a shared 2-core machine
+    OpenMP's spinning threads stalled 8-bit prediction of two prompts from 1.5 s (one thread) to 28 s (two, load 6)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def cache():
     """Each width loads once for the whole module; closing frees them."""
