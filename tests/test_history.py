@@ -367,10 +367,12 @@ def test_compare_fail_flags_a_slowdown_and_the_history_marks_it(pytester, monkey
     assert [step.significant for step in series.steps] == [False, True]
 
 
-def test_gated_widths_are_appended_to_the_accuracy_history_and_a_corrupt_one_fails_the_run(pytester):
+def test_gated_widths_are_appended_to_the_accuracy_history_and_a_corrupt_one_fails_the_run(pytester, pytestconfig):
     source = os.environ.get(DATA_ENV)
     if not source:
         pytest.skip(f"{DATA_ENV} is not set; point it at a folder with test.jsonl and train.jsonl")
+    # The runs below are in pytester's folder, where a relative path names nothing.
+    source = str(pytestconfig.invocation_params.dir / source)
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(test_price_gate="""
 import pytest
@@ -383,7 +385,9 @@ def test_accuracy_holds_against_baseline(pricer_gate):
 """)
     args = ("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant", "--pricer-n", "50",
             "--pricer-data", source, "--pricer-history", "acc/history.jsonl", "-W", "ignore::UserWarning")
-    pytester.runpytest(*args, "--update-baselines", "--pricer-reason", "first").assert_outcomes(failed=1)
+    rewrite = pytester.runpytest(*args, "--update-baselines", "--pricer-reason", "first")
+    rewrite.assert_outcomes(failed=1)
+    rewrite.stdout.fnmatch_lines(["*baseline rewritten, reason: first*"])
     history = pytester.path / "acc" / "history.jsonl"
     assert not history.exists(), "a baseline rewrite is no gated run"
 

@@ -66,12 +66,13 @@ def late_imports_done_before_any_run() -> None:
 
 
 @pytest.fixture(scope="module")
-def data_dir() -> Path:
+def data_dir(pytestconfig: pytest.Config) -> Path:
     """The real items: a folder with test.jsonl and train.jsonl."""
     source = os.environ.get(DATA_ENV)
     if not source:
         pytest.skip(f"{DATA_ENV} is not set; point it at a folder with test.jsonl and train.jsonl")
-    return Path(source)
+    # Absolute: pytester runs each project in its own folder, where a relative path names nothing.
+    return pytestconfig.invocation_params.dir / source
 
 
 def write_baseline(folder: Path, data: Path, *, predictor: str, n: int) -> Path:
