@@ -23,10 +23,10 @@ from typing import Any
 from pricer.data import Item, items_digest
 from pricer.errors import ModelError, OptionError
 from pricer.files import atomic_write_bytes, atomic_write_text, read_json, write_json
-from pricer.models import (ADAPTER_BASE_SHA_KEY, ADAPTER_CONFIG, ADAPTER_WEIGHTS, DEFAULT_MODEL, DTYPES, LoadedModel,
-                           load_model)
+from pricer.models import (ADAPTER_BASE_SHA_KEY, ADAPTER_CONFIG, ADAPTER_RECORD, ADAPTER_WEIGHTS, DEFAULT_MODEL,
+                           DTYPES, LoadedModel, load_model)
 
-RECORD = "pricer-adapter.json"  # how the adapter was made: base and data hashes, hyper-parameters, versions, speed
+RECORD = ADAPTER_RECORD  # how the adapter was made: base and data hashes, hyper-parameters, versions, speed
 RECORD_FORMAT = 1
 CHECKPOINT = "checkpoint"
 _CHECKPOINT_NEW = ".checkpoint.new"  # built here, then renamed to CHECKPOINT
@@ -460,7 +460,7 @@ def _adapter_state(model: Any) -> dict[str, Any]:
 
 def _save_adapter(out: Path, model: Any, *, loaded: LoadedModel, config: FinetuneConfig, made_with: dict[str, Any],
                   losses: Sequence[float], tokens: int, seconds: float, data_source: str | None) -> int:
-    """adapter_model.safetensors, adapter_config.json (with the base's hash) and pricer-adapter.json, each atomic."""
+    """adapter_model.safetensors, adapter_config.json and pricer-adapter.json (with the base's hash), each atomic."""
     import tempfile
 
     import torch
@@ -475,9 +475,8 @@ def _save_adapter(out: Path, model: Any, *, loaded: LoadedModel, config: Finetun
     with tempfile.TemporaryDirectory(dir=out) as scratch:
         model.peft_config["default"].save_pretrained(scratch)
         adapter_config = read_json(Path(scratch) / ADAPTER_CONFIG, error=ModelError)
-    # The local cache path peft records means nothing elsewhere; the hash says exactly which base it fits.
+    # The local cache path peft records means nothing elsewhere; the record's hash says exactly which base it fits.
     adapter_config["base_model_name_or_path"] = (DEFAULT_NAME if config.model == DEFAULT_MODEL else config.model)
-    adapter_config[ADAPTER_BASE_SHA_KEY] = loaded.info.weights_sha256
     adapter_config["inference_mode"] = True
     write_json(out / ADAPTER_CONFIG, adapter_config)
     versions = dict(library_versions()) | {"pricer": importlib.metadata.version("pricer")}

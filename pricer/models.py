@@ -47,7 +47,8 @@ PROBE_SECONDS = 0.02  # per dtype and round; the probe costs well under a second
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_BASE_SHA_KEY = "base_model_sha256"  # optional: written by whoever trains an adapter on a hashed base
+ADAPTER_RECORD = "pricer-adapter.json"  # pricer's own note of how an adapter was made; peft never reads it
+ADAPTER_BASE_SHA_KEY = "base_model_sha256"  # in the record: the exact base weights the adapter was trained on
 
 
 def _bits_message(bits: object) -> str:
@@ -470,9 +471,14 @@ def load_model(
     if precision.compute_dtype != precision.load_dtype and bits == 16:
         loaded = loaded.to(_torch_dtype(precision.compute_dtype))  # keep the bf16 rounding, run in fp32
     if adapter_path is not None:
+        import warnings
+
         from peft import PeftModel
 
-        loaded = PeftModel.from_pretrained(loaded, adapter_path, is_trainable=False)
+        with warnings.catch_warnings():
+            # peft 0.21 still asks transformers 5 for is_gradient_checkpointing; the FutureWarning is theirs to fix.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            loaded = PeftModel.from_pretrained(loaded, adapter_path, is_trainable=False)
     loaded.eval()
 
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
@@ -559,7 +565,9 @@ def _check_adapter(adapter: Path, *, base: tuple[str, Path, str, frozenset[str]]
     if not weights.is_file():
         raise ModelError(f"{adapter}: no {ADAPTER_WEIGHTS} (pricer loads safetensors adapters only)")
     made_for = config.get("base_model_name_or_path")
-    made_for_sha = config.get(ADAPTER_BASE_SHA_KEY)
+    # The hash sits in pricer's record, not in adapter_config.json, where peft warns about keys it doesn't know.
+    record = adapter / ADAPTER_RECORD
+    made_for_sha = read_json(record, error=ModelError).get(ADAPTER_BASE_SHA_KEY) if record.is_file() else None
     # A recorded hash is exact; otherwise names are compared by their last path part, so an adapter trained on
     # /somewhere/SmolLM2-135M-Instruct fits the hub's HuggingFaceTB/SmolLM2-135M-Instruct.
     if isinstance(made_for_sha, str):

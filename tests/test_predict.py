@@ -26,24 +26,8 @@ ITEMS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread while this module runs, restored after: its prompts are tiny, and on a shared 2-core machine
-    OpenMP's spinning threads stalled 8-bit prediction of two prompts from 1.5 s (one thread) to 28 s (two, load 6)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def cache():
-    """Each width loads once for the whole module; closing frees them."""
-    cache = ModelCache()
-    yield cache
-    cache.clear()
+# Tiny prompts run fastest on one thread: see one_torch_thread in conftest.py.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +41,8 @@ def data_items() -> list[Item]:
 
 
 @pytest.mark.parametrize("bits", BITS, ids=[f"{b}bit" for b in BITS])
-def test_every_width_predicts_a_parsed_price_per_item_in_order(cache, bits):
-    predictions = LLMPredictor(cache.get(bits=bits), progress=False).predict(ITEMS)
+def test_every_width_predicts_a_parsed_price_per_item_in_order(model_cache, bits):
+    predictions = LLMPredictor(model_cache.get(bits=bits), progress=False).predict(ITEMS)
     assert len(predictions) == len(ITEMS)
     for prediction in predictions:
         assert isinstance(prediction, Prediction) and isinstance(prediction.completion, str)
@@ -66,27 +50,27 @@ def test_every_width_predicts_a_parsed_price_per_item_in_order(cache, bits):
 
 
 @pytest.mark.parametrize("bits", [4, 8], ids=["4bit", "8bit"])
-def test_batch_prediction_is_deterministic(cache, bits):
-    predictor = LLMPredictor(cache.get(bits=bits), progress=False)
+def test_batch_prediction_is_deterministic(model_cache, bits):
+    predictor = LLMPredictor(model_cache.get(bits=bits), progress=False)
     assert predictor.predict(ITEMS) == predictor.predict(ITEMS)
 
 
-def test_batched_32bit_predictions_equal_the_course_one_at_a_time(cache, data_items):
-    loaded = cache.get(bits=32)
+def test_batched_32bit_predictions_equal_the_course_one_at_a_time(model_cache, data_items):
+    loaded = model_cache.get(bits=32)
     batched = LLMPredictor(loaded, batch_size=len(data_items), progress=False).predict(data_items)
     assert batched == predict_one_at_a_time(loaded, data_items, progress=False)
 
 
-def test_completion_holds_only_new_tokens_and_stops_at_max_new_tokens(cache):
-    loaded = cache.get(bits=32)
+def test_completion_holds_only_new_tokens_and_stops_at_max_new_tokens(model_cache):
+    loaded = model_cache.get(bits=32)
     completions = LLMPredictor(loaded, max_new_tokens=3, progress=False).complete([item.prompt for item in ITEMS])
     for completion in completions:
         assert "Price is $" not in completion
         assert len(loaded.tokenizer(completion, add_special_tokens=False)["input_ids"]) <= 3
 
 
-def test_unparsable_completion_gives_guess_zero_and_parsed_false(cache, monkeypatch):
-    predictor = LLMPredictor(cache.get(bits=32), progress=False)
+def test_unparsable_completion_gives_guess_zero_and_parsed_false(model_cache, monkeypatch):
+    predictor = LLMPredictor(model_cache.get(bits=32), progress=False)
     monkeypatch.setattr(predictor, "complete", lambda prompts: ["about a hundred", "1,299.99 dollars"])
     assert predictor.predict(ITEMS) == [
         Prediction(guess=0.0, completion="about a hundred", parsed=False),
@@ -94,8 +78,8 @@ def test_unparsable_completion_gives_guess_zero_and_parsed_false(cache, monkeypa
     ]
 
 
-def test_greedy_generation_warns_about_no_sampling_flags(cache, caplog):
-    predictor = LLMPredictor(cache.get(bits=32), progress=False)
+def test_greedy_generation_warns_about_no_sampling_flags(model_cache, caplog):
+    predictor = LLMPredictor(model_cache.get(bits=32), progress=False)
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
         warnings.simplefilter("always")
         predictor.predict(ITEMS[:1])
@@ -103,40 +87,40 @@ def test_greedy_generation_warns_about_no_sampling_flags(cache, caplog):
     assert not [m for m in messages if "temperature" in m or "top_p" in m or "generation flags" in m], messages
 
 
-def test_8bit_prediction_silences_the_int8_cast_warning_only_while_predicting(cache, caplog):
+def test_8bit_prediction_silences_the_int8_cast_warning_only_while_predicting(model_cache, caplog):
     logger = logging.getLogger("bitsandbytes.autograd._functions")
-    predictor = LLMPredictor(cache.get(bits=8), progress=False)
+    predictor = LLMPredictor(model_cache.get(bits=8), progress=False)
     with caplog.at_level(logging.WARNING):
         predictor.predict(ITEMS[:1])
     assert not [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]
     assert logger.filters == []  # the filter is scoped to prediction, not left installed
 
 
-def test_policy_records_greedy_left_padded_batches_in_input_order(cache):
-    predictor = LLMPredictor(cache.get(bits=32), batch_size=4, progress=False)
+def test_policy_records_greedy_left_padded_batches_in_input_order(model_cache):
+    predictor = LLMPredictor(model_cache.get(bits=32), batch_size=4, progress=False)
     assert predictor.policy == DecodingPolicy(batch_size=4, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
     policy = json.loads(json.dumps(predictor.policy.to_dict()))
     assert policy["order"] == "input" and policy["padding"] == "left"
     assert policy["do_sample"] is False and policy["chat_template"] is False
 
 
-def test_predictor_is_named_by_model_and_width(cache):
-    assert LLMPredictor(cache.get(bits=4), progress=False).name == "smollm2-135m-instruct 4bit"
+def test_predictor_is_named_by_model_and_width(model_cache):
+    assert LLMPredictor(model_cache.get(bits=4), progress=False).name == "smollm2-135m-instruct 4bit"
 
 
-def test_progress_bar_is_hidden_when_asked(cache, capsys):
-    LLMPredictor(cache.get(bits=32), progress=False).predict(ITEMS[:1])
+def test_progress_bar_is_hidden_when_asked(model_cache, capsys):
+    LLMPredictor(model_cache.get(bits=32), progress=False).predict(ITEMS[:1])
     assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("option", [{"batch_size": 0}, {"max_new_tokens": 0}])
-def test_non_positive_batch_size_or_token_count_is_an_option_error(cache, option):
+def test_non_positive_batch_size_or_token_count_is_an_option_error(model_cache, option):
     with pytest.raises(OptionError, match=r"is not a positive integer"):
-        LLMPredictor(cache.get(bits=32), **option)
+        LLMPredictor(model_cache.get(bits=32), **option)
 
 
-def test_no_items_give_no_predictions(cache):
-    assert LLMPredictor(cache.get(bits=32), progress=False).predict([]) == []
+def test_no_items_give_no_predictions(model_cache):
+    assert LLMPredictor(model_cache.get(bits=32), progress=False).predict([]) == []
 
 
 @pytest.mark.gpu
