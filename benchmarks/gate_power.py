@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     print(f"false alarms over {args.runs} no-change runs ({FLIP_SHARE:.0%} of items flipped): "
           f"{false_alarms} ({false_alarms / args.runs:.1%})")
     detection = []
-    for strength in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0):
+    for strength in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0):
         worsening, caught = [], 0
         for _ in range(args.runs):
             new = pushed(guesses, items, strength, rng)
