@@ -140,6 +140,13 @@ class EvalSession:
             flat["predictor"] = "llm"
             for noisy in ("path", "parameter_bytes"):
                 flat.pop(noisy, None)
+            if flat.get("adapter"):  # its folder's name, not where this checkout lives: adapter_sha256 decides
+                flat["adapter"] = Path(flat["adapter"]).name
+            import torch
+
+            # How a CPU matmul splits its sums: at 16 bits (bf16) one fine-tuned decode of 250 flipped
+            # between 1 and 2 threads.
+            flat["torch_threads"] = torch.get_num_threads()
         result = evaluate(predictor, self.items)
         decisive = {k: flat[k] for k in DECISIVE if k in flat}
         context = {k: v for k, v in flat.items() if k not in decisive}
@@ -161,7 +168,7 @@ class EvalSession:
                            previous=previous)
             moved = ""
             if previous is not None:
-                delta = run.metrics.error - previous.metrics["error"]
+                delta = round(run.metrics.error - previous.metrics["error"], 2) + 0.0  # never "-0.00"
                 moved = f" (Error ${previous.metrics['error']:,.2f} -> ${run.metrics.error:,.2f}, {delta:+,.2f})"
             text = f"{path}: baseline rewritten{moved}, reason: {self.settings.reason}; a rewrite never gates green, re-run to gate"
             self.outcomes.append(Outcome(width=width, path=path, text=text, passed=False))
