@@ -257,13 +257,13 @@ class Gate:
         if self.session.settings.update or not self.session.baseline_path(self.width).exists():
             return
         try:
-            mde, share, meaningless = self.session.detectability(self.width)
+            mde, share, too_coarse = self.session.detectability(self.width)
         except BaselineError:
             return  # check() reports it and records it for the summary
         note = f"{self.width}: this gate detects a worsening of ${mde:,.2f} ({share:.0%} of Error) at 80% power"
         print(note)
-        if meaningless:
-            warnings.warn(f"{note}: too coarse to protect anything; raise --pricer-n", UserWarning, stacklevel=3)
+        if too_coarse:
+            warnings.warn(f"{note}: {too_coarse}", UserWarning, stacklevel=3)
 
 
 @pytest.fixture

@@ -183,15 +183,24 @@ class EvalSession:
                                      passed=verdict.passed))
         return verdict
 
-    def detectability(self, width: str) -> tuple[float, float, bool]:
-        """(minimum detectable effect in $, as a share of Error, whether it makes the gate meaningless)."""
+    def detectability(self, width: str) -> tuple[float, float, str | None]:
+        """(minimum detectable effect in $, as a share of Error, why it is too coarse to trust, or None)."""
         from pricer.metrics import score_item
 
         baseline = read_baseline(self.baseline_path(width))
-        errors = [score_item(b.guess, b.truth).error for b in baseline.items]
+        errors = sorted((score_item(b.guess, b.truth).error for b in baseline.items), reverse=True)
         mde = minimum_detectable_effect(errors, alpha=self.settings.gate.alpha)
-        share = mde / baseline.metrics["error"] if baseline.metrics["error"] else float("inf")
-        return mde, share, share > MEANINGLESS_SHARE or len(errors) < SMALL_N
+        total = sum(errors)
+        share = mde / (total / len(errors)) if total else float("inf")
+        if len(errors) < SMALL_N:
+            return mde, share, "too coarse to protect anything; raise --pricer-n"
+        if share > MEANINGLESS_SHARE:
+            # At a fine n the cause is a few huge errors, not the gate: say so rather than ask for more items.
+            top = max(1, len(errors) // 100)
+            return mde, share, (f"coarse because the baseline's {top} largest errors hold "
+                                f"{sum(errors[:top]) / total:.0%} of its Error and this rule of thumb lets every "
+                                "item move that widely; the paired test sees only the items that change")
+        return mde, share, None
 
     def ladder(self) -> list[Tax]:
         """Every width below 32 bits against the 32-bit run of this session."""

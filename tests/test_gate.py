@@ -208,3 +208,20 @@ def test_ladder_reports_each_width_against_32_bits_with_corrected_confidence(cle
     assert taxes[0].delta.confidence == pytest.approx(0.975)
     assert taxes[0].exceeded and not taxes[1].exceeded
     assert "4bit: Error $" in taxes[0].line()
+
+
+def test_detectability_blames_a_few_huge_errors_not_n_when_n_is_fine(clean_run, tmp_path):
+    from pricer.session import EvalSession, EvalSettings
+
+    settings = EvalSettings(data=DataSpec(source="unused"), predictor="random-forest", baselines=tmp_path)
+    session = EvalSession(settings, root=tmp_path)
+    path = session.baseline_path("random-forest")
+    write_baseline(path, run=clean_run, fingerprint=FINGERPRINT, reason="first baseline", previous=None)
+    assert session.detectability("random-forest")[2] is None
+
+    # Two absurd completions, as a base model writes ($100,000 for a few-hundred-dollar item).
+    absurd = with_guesses(clean_run, [100_000.0, 100_000.0] + [s.guess for s in clean_run.scores[2:]])
+    write_baseline(path, run=absurd, fingerprint=FINGERPRINT, reason="absurd guesses", previous=None)
+    mde, share, why = session.detectability("random-forest")
+
+    assert share > 0.25 and "2 largest errors hold" in why and "--pricer-n" not in why
