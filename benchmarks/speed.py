@@ -21,29 +21,13 @@ from pathlib import Path
 from pricer.data import DataSpec, Item, load_items, resolve_source
 from pricer.files import write_json
 from pricer.models import BITS, LoadedModel, load_model, measure_matmul_rate
+from pricer.options import bits_list, positive_int
 from pricer.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, LLMPredictor, Prediction
 
 GOAL_SPEEDUP = 2.0  # batched vs the course's way, at every width
 GOAL_FLOOR_RATIO_32BIT = 1.3  # batched 32-bit time / fp32 matmul floor
 RATE_SIZE = 1024  # large enough for the BLAS peak on a few cores; ~0.01 s per matmul at 150 GFLOP/s
 RATE_SECONDS = 0.5
-
-
-def _bits(text: str) -> list[int]:
-    try:
-        widths = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--bits: {text!r} is not a comma-separated list of 4, 8, 16, 32") from None
-    for bits in widths:
-        if bits not in BITS:
-            raise argparse.ArgumentTypeError(f"--bits: '{bits}' is not one of 4, 8, 16, 32")
-    return widths
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
 
 
 def _timed(loaded: LoadedModel, items: Sequence[Item], *, batch_size: int, max_new_tokens: int) -> tuple[float, list[Prediction]]:
@@ -109,13 +93,13 @@ def measure_width(items: Sequence[Item], *, bits: int, batch_size: int, max_new_
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print one line per width and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=_positive, default=250, metavar="N", help="items to time. Default: %(default)r")
-    parser.add_argument("--bits", type=_bits, default=list(BITS), metavar="LIST", help="widths, e.g. 4,32. Default: 4,8,16,32")
+    parser.add_argument("--n", type=positive_int("--n"), default=250, metavar="N", help="items to time. Default: %(default)r")
+    parser.add_argument("--bits", type=bits_list("--bits"), default=BITS, metavar="LIST", help="widths, e.g. 4,32. Default: 4,8,16,32")
     parser.add_argument("--data", metavar="PATH", help="data folder or file. Default: $PRICER_DATA, else the hub dataset")
-    parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N", help="Default: %(default)r")
-    parser.add_argument("--max-new-tokens", type=_positive, default=DEFAULT_MAX_NEW_TOKENS, metavar="N", help="Default: %(default)r")
+    parser.add_argument("--batch-size", type=positive_int("--batch-size"), default=DEFAULT_BATCH_SIZE, metavar="N", help="Default: %(default)r")
+    parser.add_argument("--max-new-tokens", type=positive_int("--max-new-tokens"), default=DEFAULT_MAX_NEW_TOKENS, metavar="N", help="Default: %(default)r")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed.json"), metavar="PATH", help="Default: %(default)s")
-    parser.add_argument("--threads", type=_positive, metavar="N",
+    parser.add_argument("--threads", type=positive_int("--threads"), metavar="N",
                         help="torch CPU threads; 1 keeps timings sane on a machine others are using. Default: torch's")
     args = parser.parse_args(argv)
 
