@@ -52,10 +52,12 @@ class Baseline:
     history: tuple[HistoryEntry, ...]
 
 
-def baseline_path(root: Path, model: str, width: str) -> Path:
-    """`root/<model slug>/<width>.json`, e.g. baselines/smollm2-135m-instruct/4bit.json."""
+def baseline_path(root: Path, model: str, width: str, *, hardware_class: str | None = None) -> Path:
+    """`root/<model slug>/<class>/<width>.json`, e.g. baselines/smollm2-135m-instruct/cpu-float32/4bit.json; a
+    classic predictor, the same on every machine class, has no class folder: baselines/bow/classic.json."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.strip("/")).strip("-").lower() or "model"
-    return Path(root) / slug / f"{width}.json"
+    folder = Path(root) / slug
+    return (folder / hardware_class if hardware_class else folder) / f"{width}.json"
 
 
 def metrics_to_dict(metrics: Metrics) -> dict[str, Any]:
@@ -132,10 +134,10 @@ def read_baseline(path: Path) -> Baseline:
     )
 
 
-def unused_baselines(root: Path, used: Sequence[Path]) -> list[Path]:
-    """Stored baselines no test of this run compared against."""
+def unused_baselines(folder: Path, used: Sequence[Path]) -> list[Path]:
+    """Stored baselines in `folder` (a model's class folder) that no test of this run compared against."""
     seen = {Path(p).resolve() for p in used}
-    return sorted(p for p in Path(root).glob("*/*.json") if p.resolve() not in seen)
+    return sorted(p for p in Path(folder).glob("*.json") if p.resolve() not in seen)
 
 
 def _field(raw: Mapping[str, Any], name: str, kind: type, where: str) -> Any:

@@ -54,9 +54,10 @@ def train_classic(name: str, train_items: Sequence[Item], *, seed: int = 42) -> 
         raise OptionError(f"unknown classic predictor {name!r}; choose one of {', '.join(CLASSIC_NAMES)}")
     if not train_items:
         raise DataError(f"classic predictor {name!r}: no training items to fit on")
-    model = _build(name, seed=seed)
+    texts = [text_of(item) for item in train_items]
     try:
-        model.fit([text_of(item) for item in train_items], [item.price for item in train_items])
+        model = _build(name, seed=seed, texts=texts)
+        model.fit(texts, [item.price for item in train_items])
     except ValueError as exc:  # e.g. the vectorizer finds no words left after dropping stop words
         raise DataError(f"classic predictor {name!r}: cannot fit on {len(train_items)} training items ({exc})") from None
     return ClassicPredictor(name=name, model=model)
@@ -90,7 +91,25 @@ def text_features(texts: Sequence[str]):  # -> numpy array, one row of LINEAR_FE
     return np.asarray(rows, dtype=float)
 
 
-def _build(name: str, *, seed: int):  # -> an unfitted sklearn estimator taking a list of texts
+def top_words(texts: Sequence[str], *, size: int = VOCABULARY_SIZE) -> list[str]:
+    """The `size` commonest words that are not English stop words, over all texts; ties go to the earlier word.
+
+    CountVectorizer(max_features=...) would pick them with numpy's default argsort, which is not stable and is
+    dispatched by CPU: its AVX-512 and AVX2 versions order equal counts differently, so the words tied at the cut
+    differed between machines and so did bow and random-forest (random forest $128.66 with AVX-512, $128.48 with
+    AVX2 only, measured with NPY_DISABLE_CPU_FEATURES). A stable order of (-count, word) is the same everywhere.
+    """
+    import numpy as np
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    counter = CountVectorizer(stop_words="english")
+    totals = np.asarray(counter.fit_transform(texts).sum(axis=0)).ravel()
+    words = counter.get_feature_names_out()
+    chosen = sorted(range(len(words)), key=lambda i: (-int(totals[i]), str(words[i])))[:size]
+    return sorted(str(words[i]) for i in chosen)  # alphabetical, the column order CountVectorizer itself gives
+
+
+def _build(name: str, *, seed: int, texts: Sequence[str]):  # -> an unfitted sklearn estimator taking a list of texts
     # sklearn loads here, not at import: the pytest plugin imports this module in every run.
     from sklearn.dummy import DummyRegressor
     from sklearn.ensemble import RandomForestRegressor
@@ -106,15 +125,14 @@ def _build(name: str, *, seed: int):  # -> an unfitted sklearn estimator taking 
     if name == "bow":
         # The course's bow_lr_pricer: counts of the 1000 commonest non-stop-words. The course fit plain least
         # squares on 400k items; on our 998 (fewer items than words) that interpolates the training prices and
-        # extrapolates wildly ($594.61 mean error, measured), so a ridge penalty keeps it a sane reference ($122.88).
-        return make_pipeline(
-            CountVectorizer(max_features=VOCABULARY_SIZE, stop_words="english"), Ridge(alpha=BOW_RIDGE_ALPHA)
-        )
+        # extrapolates wildly ($594.61 mean error, measured), so a ridge penalty keeps it a sane reference ($122.60).
+        return make_pipeline(CountVectorizer(vocabulary=top_words(texts)), Ridge(alpha=BOW_RIDGE_ALPHA))
     # The course fed the forest word2vec vectors; gensim is a heavy dependency for a baseline, and 998 training
     # texts are too few to learn word vectors from, so the forest splits on TF-IDF weights of the same 1000 words.
-    # On the 250 test items TF-IDF beat raw counts ($128.66 against $133.16 mean error) and trained faster.
-    # The forest is deterministic for a fixed random_state whatever n_jobs is; -1 uses every core to keep it fast.
+    # On the 250 test items TF-IDF beat raw counts ($128.66 against $133.16 mean error, measured with sklearn's own
+    # cut of the vocabulary) and trained faster. The forest is deterministic for a fixed random_state whatever n_jobs
+    # is (each tree's bootstrap is seeded from it); -1 uses every core to keep it fast.
     return make_pipeline(
-        TfidfVectorizer(max_features=VOCABULARY_SIZE, stop_words="english"),
+        TfidfVectorizer(vocabulary=top_words(texts)),
         RandomForestRegressor(n_estimators=FOREST_TREES, random_state=seed, n_jobs=-1),
     )

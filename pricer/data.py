@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pricer.errors import DataError
-from pricer.prompts import prompt_of, render, template_fields, title_of
+from pricer.prompts import PRICE_PREFIX, prompt_of, render, template_fields, title_of
 
 DEFAULT_DATASET = "ed-donner/pricer-data"
 DEFAULT_SPLIT = "test"
@@ -21,6 +21,11 @@ DEFAULT_N = 250  # the course's Tester scores the first 250 test items
 DATA_ENV = "PRICER_DATA"
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+# The course's data is $0.50-$999.49. A price past a million dollars is a unit or column mistake (cents, a part
+# number, 1e12) that would swamp every mean error, so it is refused with its row rather than scored.
+MAX_PRICE = 1_000_000.0
+PRICE_COLUMN = "price"  # the answer: never part of a prompt
+TEXT_FORMATS = (".jsonl", ".json", ".csv")  # read as text, so checked for UTF-8 first
 LOCAL_HINT = (
     "To use local data, point pricer at a dataset folder or a .jsonl/.csv/.parquet file with "
     f"--data PATH, the pytest option --pricer-data PATH or the environment variable {DATA_ENV}=PATH"
@@ -42,7 +47,7 @@ class DataSpec:
     """Where items come from; everything that decides which items a run sees."""
 
     source: str = DEFAULT_DATASET
-    split: str = DEFAULT_SPLIT  # ignored for a single file, which is one split
+    split: str = DEFAULT_SPLIT  # a single file is one split: the CLI and the plugin refuse a --split for it
     n: int | None = DEFAULT_N
     template: str | None = None  # None: the rows' `text` column already holds the prompt
 
@@ -52,11 +57,16 @@ def resolve_source(explicit: str | None) -> str:
     return explicit or os.environ.get(DATA_ENV) or DEFAULT_DATASET
 
 
+def single_file(source: str) -> bool:
+    """Whether the source is one local data file, which is one split: it has no train split and no --split."""
+    return Path(source).expanduser().is_file()
+
+
 def load_items(spec: DataSpec) -> list[Item]:
     """The first `spec.n` valid items of the split, in order; raises DataError naming what is wrong."""
     if spec.n is not None and spec.n < 1:
         raise DataError(f"n must be at least 1, got {spec.n}")
-    fields = _template_fields(spec.template) if spec.template else None
+    fields = template_columns(spec.template) if spec.template else None
     rows, where = _read_rows(spec.source, spec.split)
     if spec.n is not None:
         if len(rows) < spec.n:
@@ -75,11 +85,19 @@ def items_digest(items: Sequence[Item]) -> str:
     return digest.hexdigest()
 
 
-def _template_fields(template: str) -> list[str]:
+def template_columns(template: str) -> list[str]:
+    """The columns a prompt template reads; DataError when it is malformed, names none or names the price."""
     try:
-        return template_fields(template)
+        fields = template_fields(template)
     except ValueError as exc:
         raise DataError(f"template {template!r}: {exc}") from None
+    if not fields:
+        raise DataError(f"template {template!r} names no column; put the product's columns in braces, "
+                        "e.g. '{title}\\n{description}\\n\\nPrice is $'")
+    if PRICE_COLUMN in fields:
+        raise DataError(f"template {template!r} names the {PRICE_COLUMN!r} column: every prompt would hold its "
+                        "answer; build prompts from the product's other columns")
+    return fields
 
 
 def _read_rows(source: str, split: str):  # -> tuple[datasets.Dataset, str]
@@ -105,6 +123,8 @@ def _read_file(path: Path):  # -> datasets.Dataset
 
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    if path.suffix.lower() in TEXT_FORMATS:
+        _check_utf8(path)  # pyarrow reads other bytes without complaint and fails later, row by row
     fmt = LOCAL_FORMATS[path.suffix.lower()]
     try:
         with _quiet():
@@ -132,15 +152,46 @@ def _read_folder(path: Path, split: str):  # -> tuple[datasets.Dataset, str]
     if split not in files:
         raise DataError(f"{path}: unknown split {split!r}; it has {', '.join(sorted(files)) or 'none'}")
     split_files = [Path(str(found)) for found in files[split]]
-    try:
-        with _quiet():
-            builder.download_and_prepare()
-            rows = builder.as_dataset(split=split)
-    except Exception as exc:
-        raise _unreadable(split_files, exc) from None
+    # Each file on its own, as a single file is read: preparing the whole folder makes one schema for every
+    # split, so a string price in one file became "Couldn't cast" with no row, and a dict in a text column was
+    # cast to its JSON text. Other splits' files are not read at all.
+    rows = _concatenated([_read_file(found) for found in split_files], split_files)
     # Rows are numbered within the split; with one file per split that is the file's row.
     where = str(split_files[0]) if len(split_files) == 1 else f"{path} (split {split!r})"
     return rows, where
+
+
+def _concatenated(parts: Sequence, files: Sequence[Path]):  # -> datasets.Dataset
+    """One split from its files, which must have the same columns and types."""
+    import datasets
+
+    if len(parts) == 1:
+        return parts[0]
+    for part, file in zip(parts[1:], files[1:]):
+        if part.features != parts[0].features:
+            mine, first = dict(part.features), dict(parts[0].features)
+            differing = sorted(name for name in {*mine, *first} if mine.get(name) != first.get(name))
+            raise DataError(f"{file}: column {differing[0]!r} differs from {files[0]}'s ("
+                            f"{_kind(mine.get(differing[0]))} against {_kind(first.get(differing[0]))}); "
+                            "the files of one split need the same columns and types")
+    return datasets.concatenate_datasets(list(parts))
+
+
+def _kind(feature: object) -> str:
+    return "absent" if feature is None else str(getattr(feature, "dtype", type(feature).__name__))
+
+
+def _check_utf8(file: Path) -> None:
+    """DataError naming line, column and byte of a text file that is not UTF-8 (a Latin-1 or UTF-16 export)."""
+    data = file.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        utf16 = "; it starts with a UTF-16 byte-order mark" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"{file}:{line}:{column}: not UTF-8 text (byte 0x{data[exc.start]:02x}{utf16}); "
+                        "save the file as UTF-8") from None
 
 
 def _read_saved(path: Path, split: str):  # -> tuple[datasets.Dataset, str]
@@ -292,8 +343,7 @@ def _items_from_rows(rows, *, where: str, template: str | None, fields: list[str
             raise DataError(f"{where}: missing column {column!r}; the columns are {', '.join(sorted(columns))}")
     items: list[Item] = []
     first_row_of: dict[str, int] = {}
-    for offset, row in enumerate(rows):
-        number = offset + 1
+    for number, row in _numbered(rows, where=where):
         if template:
             prompt = _rendered(template, fields, row, where=where, row=number)
             title = title_of(str(row["title"])) if "title" in fields else title_of(prompt)
@@ -308,6 +358,22 @@ def _items_from_rows(rows, *, where: str, template: str | None, fields: list[str
         price = _price_of(row, where=where, row=number)
         items.append(Item(index=number, prompt=prompt, price=price, title=title))
     return items
+
+
+def _numbered(rows, *, where: str) -> Iterator[tuple[int, Mapping[str, object]]]:
+    """(1-based row number, row); a row whose bytes are not UTF-8 (a parquet file's strings) is a DataError."""
+    iterator = iter(rows)
+    number = 0
+    while True:
+        number += 1
+        try:
+            row = next(iterator)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{where}: row {number}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+                            "save the data as UTF-8") from None
+        yield number, row
 
 
 def _rendered(template: str, fields: list[str], values: Mapping[str, object], *, where: str, row: int) -> str:
@@ -332,6 +398,10 @@ def _text_of(values: Mapping[str, object], *, where: str, row: int) -> str:
         raise DataError(f"{where}: row {row}: column 'text': {text!r} is not a string")
     if not text.strip():
         raise DataError(f"{where}: row {row}: column 'text' is empty")
+    if PRICE_PREFIX not in text:
+        # Without it the prompt cannot be told from an answer the text may hold, and a model is not asked a price.
+        raise DataError(f"{where}: row {row}: column 'text' does not contain {PRICE_PREFIX!r}: a prompt ends there "
+                        "(anything after it is the answer and is cut off); or build prompts with --template")
     return prompt_of(text)
 
 
@@ -349,4 +419,7 @@ def _price_of(values: Mapping[str, object], *, where: str, row: int) -> float:
         raise DataError(f"{where}: row {row}: column 'price': {raw!r} is not a finite number")
     if not price > 0:  # also catches NaN
         raise DataError(f"{where}: row {row}: column 'price': {raw!r} is not a positive number")
+    if price > MAX_PRICE:
+        raise DataError(f"{where}: row {row}: column 'price': {raw!r} is above ${MAX_PRICE:,.0f}, the most pricer "
+                        "accepts; a unit or column mistake (cents, a part number) would swamp every mean error")
     return price

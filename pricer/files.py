@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from pricer.errors import PricerError
 
 FLOAT_DIGITS = 6  # enough for cents and log errors; fewer digits keep diffs quiet
+# A write takes milliseconds: a temp file a minute old was left by a writer that was killed (kill -9, power loss),
+# never one still being written. Younger ones may belong to a concurrent writer and are left alone.
+STALE_TEMP_SECONDS = 60
 
 
 def _rounded(value: Any) -> Any:
@@ -36,6 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -47,6 +53,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Delete the temp files a killed write of `path` left beside it (never read: their names are not the file's)."""
+    removed = []
+    now = time.time()
+    for leftover in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*.tmp"):
+        try:
+            if now - leftover.stat().st_mtime > STALE_TEMP_SECONDS:
+                leftover.unlink()
+                removed.append(leftover)
+        except OSError:
+            pass  # another writer removed it first
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:

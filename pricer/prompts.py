@@ -33,10 +33,13 @@ def template_fields(template: str) -> list[str]:
     for _, field, _, _ in string.Formatter().parse(template):  # raises ValueError on "{title" or "}"
         if field is None:
             continue
-        # "{title.upper}" and "{row[0]}" read the column before the "." or "["
         name = re.split(r"[.\[]", field, maxsplit=1)[0]
         if not name or name.isdigit():
             raise ValueError(f"field {{{field}}} has no column name; name each column, e.g. {{title}}")
+        if name != field:
+            # "{description.upper}" would put "<built-in method upper ...>" into every prompt, the same for each row.
+            raise ValueError(f"field {{{field}}} reads an attribute or index of column {name!r}; "
+                             f"name the column alone, {{{name}}}")
         if name not in names:
             names.append(name)
     return names

@@ -74,13 +74,42 @@ def default_course_path(data: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def stored_rows(*, baselines: Path, model_name: str, kind: str) -> tuple[list[ResultRow], list[str]]:
-    """One row per width whose baseline is stored, and a note per width that is not."""
+def stored_class(*, baselines: Path, model_name: str, hardware_class: str | None = None) -> str | None:
+    """The hardware class folder to read a model's baselines from: the one asked for, the only one stored, or this
+    machine's when several are; None for baselines stored without class folders."""
+    if hardware_class:
+        return hardware_class
+    classes = stored_classes(baselines=baselines, model_name=model_name)
+    if len(classes) <= 1:
+        return classes[0] if classes else None
+    from pricer.hardware import this_class  # probes the compute dtype: only when there is a choice to make
+
+    return this_class()
+
+
+def stored_classes(*, baselines: Path, model_name: str) -> list[str]:
+    """The hardware class folders (cpu-bfloat16, cuda-bfloat16...) a model's baselines are stored in."""
+    from pricer.baselines import baseline_path
+    from pricer.hardware import CLASS_PATTERN
+
+    folder = baseline_path(baselines, model_name, "any").parent
+    return sorted(p.name for p in folder.glob("*") if p.is_dir() and CLASS_PATTERN.match(p.name)) \
+        if folder.is_dir() else []
+
+
+def stored_rows(*, baselines: Path, model_name: str, kind: str,
+                hardware_class: str | None = None) -> tuple[list[ResultRow], list[str]]:
+    """One row per width whose baseline is stored (in the hardware class folder), and a note per width that is not."""
     from pricer.baselines import baseline_path, read_baseline
 
     rows, missing = [], []
+    chosen = stored_class(baselines=baselines, model_name=model_name, hardware_class=hardware_class)
+    classes = stored_classes(baselines=baselines, model_name=model_name)
+    if chosen and classes and chosen not in classes:
+        folder = baseline_path(baselines, model_name, "any").parent
+        return [], [f"{folder}: no baselines of class {chosen}; it has {', '.join(classes)} (pass --hardware-class)"]
     for width in WIDTHS:
-        path = baseline_path(baselines, model_name, width)
+        path = baseline_path(baselines, model_name, width, hardware_class=chosen)
         if not path.exists():
             missing.append(f"{path}: not found")
             continue
@@ -110,7 +139,7 @@ def classic_rows(*, data: str, n: int) -> list[ResultRow]:
 
 
 def collect_results(*, data: str, n: int, model: str, adapter: Path | None, baselines: Path,
-                    course: Path | None) -> Results:
+                    course: Path | None, hardware_class: str | None = None) -> Results:
     """Classic rows, stored base and fine-tuned rows at each width, and the course's table."""
     from pricer.data import DataSpec
     from pricer.session import EvalSettings
@@ -121,7 +150,7 @@ def collect_results(*, data: str, n: int, model: str, adapter: Path | None, base
     if adapter is not None:
         names.append(("fine-tuned", EvalSettings(data=DataSpec(), model=model, adapter=Path(adapter)).model_name))
     for kind, name in names:
-        found, absent = stored_rows(baselines=baselines, model_name=name, kind=kind)
+        found, absent = stored_rows(baselines=baselines, model_name=name, kind=kind, hardware_class=hardware_class)
         rows += found
         missing += absent
     course_path = course or default_course_path(data)

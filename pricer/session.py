@@ -12,7 +12,7 @@ from pricer.data import DataSpec, Item, items_digest, load_items
 from pricer.errors import BaselineError, OptionError
 from pricer.evaluate import RunResult, evaluate
 from pricer.fingerprint import DECISIVE, Fingerprint, commit_info, machine_info
-from pricer.gate import GateConfig, Tax, Verdict, compare, minimum_detectable_effect, quantization_ladder
+from pricer.gate import Detectable, GateConfig, Tax, Verdict, compare, quantization_ladder
 
 MEANINGLESS_SHARE = 0.25  # a gate that cannot see a 25% worsening protects nothing
 SMALL_N = 50
@@ -28,7 +28,9 @@ class EvalSettings:
     bits: tuple[int, ...] = (4, 8, 16, 32)
     adapter: Path | None = None
     device: str | None = None
-    batch_size: int = 8
+    batch_size: int | None = None  # fixed batches in input order; with token_budget None: the baseline's policy
+    token_budget: int | None = None
+    baseline_class: str | None = None  # gate against another hardware class's baseline on purpose
     baselines: Path = Path("baselines")
     update: bool = False
     reason: str | None = None
@@ -47,6 +49,15 @@ class EvalSettings:
             return self.predictor
         name = "smollm2-135m-instruct" if self.model == "default" else Path(self.model).name or self.model
         return f"{name}+{self.adapter.name}" if self.adapter else name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detectability:
+    """What a width's gate can see before it runs: per measure, and why it is too coarse to trust, if it is."""
+
+    measures: tuple[Detectable, ...]
+    too_coarse: str | None = None  # a warning: no continuous measure can see a 25% worsening, or n is small
+    note: str | None = None  # printed: one measure is coarse but another sees what it misses
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +80,7 @@ class EvalSession:
         self.root = root
         self.models = ModelCache()
         self._items: list[Item] | None = None
+        self._class: str | None = None
         self._runs: dict[str, RunResult] = {}
         self._fingerprints: dict[str, Fingerprint] = {}
         self.outcomes: list[Outcome] = []
@@ -81,9 +93,34 @@ class EvalSession:
             self._items = load_items(self.settings.data)
         return self._items
 
+    @property
+    def hardware_class(self) -> str | None:
+        """This machine's class (device kind and compute dtype); None for a classic predictor."""
+        if self.settings.predictor:
+            return None
+        if self._class is None:
+            from pricer.hardware import this_class
+
+            self._class = this_class(self.settings.device)
+        return self._class
+
+    @property
+    def baseline_class(self) -> str | None:
+        """The class whose baselines this run is gated against: --pricer-baseline-class, else this machine's.
+        A rewrite always goes to this machine's own class."""
+        if self.settings.predictor:
+            return None
+        return self.hardware_class if self.settings.update else (self.settings.baseline_class or self.hardware_class)
+
+    @property
+    def cross_class(self) -> bool:
+        return self.baseline_class != self.hardware_class
+
     def baseline_path(self, width: str) -> Path:
         folder = self.settings.baselines if self.settings.baselines.is_absolute() else self.root / self.settings.baselines
-        return baseline_path(folder, self.settings.model_name, width if not self.settings.predictor else "classic")
+        if self.settings.predictor:
+            return baseline_path(folder, self.settings.model_name, "classic")
+        return baseline_path(folder, self.settings.model_name, width, hardware_class=self.baseline_class)
 
     def model(self, width: str):  # -> pricer.models.LoadedModel
         s = self.settings
@@ -106,6 +143,24 @@ class EvalSession:
     def fingerprint(self, width: str) -> Fingerprint:
         self.run(width)
         return self._fingerprints[width]
+
+    @property
+    def runs(self) -> dict[str, RunResult]:
+        """The runs made (or adopted) so far, in width order; none is computed by asking."""
+        return {w: self._runs[w] for w in self.settings.widths if w in self._runs}
+
+    def add_run(self, width: str, run: RunResult, fingerprint: Fingerprint) -> None:
+        """Adopt a run made in another process (an xdist worker): the ladder and the history then use it."""
+        self._runs[width], self._fingerprints[width] = run, fingerprint
+
+    def save_run(self, folder: Path, width: str) -> Path:
+        """Store the width's run under folder, where its baseline sits under the baselines folder, in the baseline
+        format: `pricer ladder` reads the runs of CI jobs that gated one width each."""
+        baselines = self.root / self.settings.baselines  # an absolute baselines folder stays as it is
+        path = Path(folder) / self.baseline_path(width).relative_to(baselines)
+        write_baseline(path, run=self.run(width), fingerprint=self.fingerprint(width),
+                       reason=f"run saved by --pricer-save-runs ({width})", previous=None)
+        return path
 
     def _predict(self, width: str) -> tuple[RunResult, Fingerprint]:
         s = self.settings
@@ -131,7 +186,7 @@ class EvalSession:
             from pricer.predict import LLMPredictor
 
             loaded = self.model(width)
-            predictor = LLMPredictor(loaded, batch_size=s.batch_size)
+            predictor = self._llm_predictor(width, loaded)
             info = loaded.info.to_dict()
             versions = info.pop("versions")
             flat |= info | {f"version_{k}": v for k, v in versions.items()} | predictor.policy.to_dict()
@@ -159,6 +214,7 @@ class EvalSession:
         self.used_baselines.append(path)
         if not self.settings.update and not path.exists():  # before the minutes a model takes to run
             text = f"{path}: baseline not found; create it with:\n  {self.accept_command(width, reason='first baseline')}"
+            text += self._other_classes(width, path)
             self.outcomes.append(Outcome(width=width, path=path, text=text, passed=False))
             raise BaselineError(text)
         run = self.run(width)
@@ -178,29 +234,60 @@ class EvalSession:
         except BaselineError as exc:
             self.outcomes.append(Outcome(width=width, path=path, text=str(exc), passed=False))
             raise
-        verdict = compare(baseline, run, self.fingerprint(width), self.settings.gate)
+        verdict = compare(baseline, run, self.fingerprint(width), self.settings.gate, cross_class=self.cross_class)
         self.outcomes.append(Outcome(width=width, path=path, text=self._summary_line(width, baseline, verdict),
                                      passed=verdict.passed))
         return verdict
 
-    def detectability(self, width: str) -> tuple[float, float, str | None]:
-        """(minimum detectable effect in $, as a share of Error, why it is too coarse to trust, or None)."""
-        from pricer.metrics import score_item
+    def _llm_predictor(self, width: str, loaded):  # -> pricer.predict.LLMPredictor
+        """The width's predictor: the batching asked for, else the one its baseline was made with (batch
+        composition flips greedy decodes, so a class's baselines keep their policy), else the device's default."""
+        from pricer.predict import DEFAULT_MAX_NEW_TOKENS, DecodingPolicy, LLMPredictor
+
+        s = self.settings
+        if s.batch_size is not None or s.token_budget is not None or s.update:
+            return LLMPredictor(loaded, batch_size=s.batch_size, token_budget=s.token_budget)
+        path = self.baseline_path(width)
+        if path.exists():
+            try:
+                context = read_baseline(path).fingerprint.context
+            except BaselineError:
+                context = {}  # check() fails on it, naming the file
+            policy = DecodingPolicy.batching_from(context, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
+            if policy is not None:
+                return LLMPredictor(loaded, batch_size=policy.batch_size, token_budget=policy.token_budget)
+        return LLMPredictor(loaded)
+
+    def _other_classes(self, width: str, path: Path) -> str:
+        """Where else this width has baselines, and how to gate against one of them on purpose."""
+        from pricer.hardware import stored_classes
+
+        others = [c for c in stored_classes(path.parent.parent, width) if c != path.parent.name]
+        if not others:
+            return ""
+        return (f"\nthis machine's hardware class is {self.hardware_class}; baselines of {width} exist for "
+                f"{', '.join(others)}: gate against one on purpose with --pricer-baseline-class {others[0]} "
+                "(compared with the cross-class rule)")
+
+    def detectability(self, width: str) -> Detectability:
+        """Per measure, the smallest worsening the gate sees at 80% power, and why it is too coarse, if it is."""
+        from pricer.gate import detectable
 
         baseline = read_baseline(self.baseline_path(width))
-        errors = sorted((score_item(b.guess, b.truth).error for b in baseline.items), reverse=True)
-        mde = minimum_detectable_effect(errors, alpha=self.settings.gate.alpha)
-        total = sum(errors)
-        share = mde / (total / len(errors)) if total else float("inf")
-        if len(errors) < SMALL_N:
-            return mde, share, "too coarse to protect anything; raise --pricer-n"
-        if share > MEANINGLESS_SHARE:
-            # At a fine n the cause is a few huge errors, not the gate: say so rather than ask for more items.
-            top = max(1, len(errors) // 100)
-            return mde, share, (f"coarse because the baseline's {top} largest errors hold "
-                                f"{sum(errors[:top]) / total:.0%} of its Error and this rule of thumb lets every "
-                                "item move that widely; the paired test sees only the items that change")
-        return mde, share, None
+        found = detectable(baseline, self.settings.gate)
+        n = len(baseline.items)
+        if n < SMALL_N:
+            return Detectability(measures=found, too_coarse="too coarse to protect anything; raise --pricer-n")
+        continuous = [d for d in found if d.share is not None]
+        coarse = [d for d in continuous if d.share > MEANINGLESS_SHARE]
+        if not coarse:
+            return Detectability(measures=found)
+        shares = ", ".join(f"{d.measure} {d.share:.0%}" for d in coarse)
+        if len(coarse) < len(continuous):  # another measure sees what this one cannot: worth a line, not a warning
+            seeing = ", ".join(d.measure for d in continuous if d not in coarse)
+            return Detectability(measures=found, note=f"{shares} of its level: coarse alone; {seeing} is finer")
+        return Detectability(measures=found, too_coarse=f"neither Error nor log error can see a "
+                                                        f"{MEANINGLESS_SHARE:.0%} worsening ({shares})")
 
     def ladder(self) -> list[Tax]:
         """Every width below 32 bits against the 32-bit run of this session."""
@@ -221,9 +308,12 @@ class EvalSession:
         d = verdict.delta
         if d is None:
             return f"{width}: {verdict.reasons[0]} ({', '.join(c.field for c in verdict.not_comparable)})"
-        status = "ok" if verdict.passed else "WORSE"
+        failed = [j.measure.name for j in verdict.judgements if j.failed]
+        status = "ok" if verdict.passed else f"WORSE ({', '.join(failed) or 'a plain limit'})"
+        others = "; ".join(f"{j.measure.name} {j.measure.amount(j.worsening)} (p={j.p_holm:.3f})"
+                           for j in verdict.judgements[1:])
         return (f"{width}: {status} Error ${verdict.baseline_error:,.2f} -> ${verdict.now_error:,.2f} "
-                f"({d.mean:+,.2f}, CI [{d.ci[0]:+,.2f}, {d.ci[1]:+,.2f}], p={d.p_worse:.3f}); "
+                f"({d.mean:+,.2f}, CI [{d.ci[0]:+,.2f}, {d.ci[1]:+,.2f}], p={d.p_worse:.3f}); {others}; "
                 f"detectable ${verdict.mde:,.2f}, tolerance ${verdict.tolerance:,.2f}")
 
 

@@ -1,19 +1,24 @@
 """Benchmarks: what users wait for, a batch of real prompts through prediction (prefill and decode), per bit width.
 
-    pytest -m benchmark --benchmark-autosave          # then --benchmark-compare --benchmark-compare-fail=mean:10%
+    pytest -m benchmark --benchmark-autosave          # then `pricer history`, or --benchmark-compare (README)
 
-Each width's model is loaded once, outside the timed part; runs on CUDA where it exists, else on CPU (and says so).
+Each width's model is loaded once, outside the timed part, and warmed up until its rounds settle (pricer.timing);
+runs on CUDA where it exists, else on CPU (and says so). PRICER_BENCH_SLOWDOWN=0.3 plants a 30% slowdown, to prove
+that `pricer history` and --benchmark-compare-fail catch one; nothing else reads it.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pytest_benchmark.utils import load_timer
+
+from pricer.timing import matmul_probe, round_setup, rounds_for, slowed, timed_call, warm_up
 
 pytestmark = pytest.mark.benchmark
 
@@ -22,6 +27,7 @@ pytestmark = pytest.mark.benchmark
 # process's lifetime peak, is the best there is (and includes the widths loaded before).
 CLEAR_REFS = Path("/proc/self/clear_refs")
 STATUS = Path("/proc/self/status")
+SLOWDOWN_ENV = "PRICER_BENCH_SLOWDOWN"  # test-only: a share (0.3 = +30%) of busy work added to each timed call
 
 
 class PeakMemory:
@@ -55,33 +61,20 @@ class PeakMemory:
         return kib_or_bytes if sys.platform == "darwin" else kib_or_bytes * 1024  # macOS counts bytes
 
 
-def timed_call(function: Callable[[], object], *, cuda: bool) -> Callable[[], object]:
-    """`function` made safe to time: on CUDA it returns only once the GPU has finished what it queued."""
-    if not cuda:
-        return function
-    import torch
-
-    def synchronized() -> object:
-        result = function()
-        torch.cuda.synchronize()  # generate() can return while kernels are still queued: wait, inside the timing
-        return result
-
-    return synchronized
-
-
-def synchronize(*, cuda: bool) -> Callable[[], None]:
-    """A pedantic `setup`: start each round with an idle GPU, so earlier work is not timed."""
-
-    def setup() -> None:
-        if cuda:
-            import torch
-
-            torch.cuda.synchronize()
-
-    return setup
+def planted_slowdown() -> float:
+    """The share of PRICER_BENCH_SLOWDOWN, 0 when unset."""
+    raw = os.environ.get(SLOWDOWN_ENV, "")
+    try:
+        share = float(raw) if raw else 0.0
+    except ValueError:
+        share = -1.0
+    if not 0 <= share < 10:
+        pytest.fail(f"{SLOWDOWN_ENV}={raw!r} is not a share between 0 and 10 (0.3 plants a 30% slowdown)",
+                    pytrace=False)
+    return share
 
 
-def test_prediction_of_a_batch_of_real_prompts(benchmark, pricer_session, pricer_width, pricer_model,
+def test_prediction_of_a_batch_of_real_prompts(benchmark, request, pricer_session, pricer_width, pricer_model,
                                                 pricer_bench_items, pricer_bench_rounds):
     from pricer.predict import LLMPredictor
 
@@ -94,11 +87,30 @@ def test_prediction_of_a_batch_of_real_prompts(benchmark, pricer_session, pricer
     predictor = LLMPredictor(pricer_model, batch_size=pricer_session.settings.batch_size, progress=False)
     peak = PeakMemory(cuda=cuda)
     benchmark.group = pricer_width
+    timer = load_timer(request.config.getoption("benchmark_timer")).target  # pytest-benchmark's clock, its units
+    call = timed_call(lambda: predictor.complete(prompts), cuda=cuda)
+    if share := planted_slowdown():
+        call = slowed(call, share=share, timer=timer)
+
+    # Each round starts with an idle GPU and collected garbage, then times the speed probe (pricer.timing).
+    probe = matmul_probe(device=info.device, dtype=info.compute_dtype, timer=timer)
+    idle = round_setup(cuda=cuda)
+
+    def setup() -> None:
+        idle()
+        probe()
 
     peak.reset()
-    completions = benchmark.pedantic(timed_call(lambda: predictor.complete(prompts), cuda=cuda),
-                                     setup=synchronize(cuda=cuda), rounds=pricer_bench_rounds, warmup_rounds=1,
-                                     iterations=1)
+    warm, rounds = None, 1  # under --benchmark-disable pytest-benchmark calls once, untimed: no warm-up either
+    if benchmark.enabled:
+        idle()
+        probe.work()  # warm, untimed
+        warm = warm_up(call, timer=timer)
+        # pytest-benchmark's parsers check these two options but keep them as text
+        rounds = pricer_bench_rounds or rounds_for(warm.typical,
+                                                   min_rounds=int(request.config.getoption("benchmark_min_rounds")),
+                                                   max_time=float(request.config.getoption("benchmark_max_time")))
+    completions = benchmark.pedantic(call, setup=setup, rounds=rounds, warmup_rounds=0, iterations=1)
 
     assert len(completions) == len(prompts)
     tokenizer = pricer_model.tokenizer
@@ -111,11 +123,14 @@ def test_prediction_of_a_batch_of_real_prompts(benchmark, pricer_session, pricer
         "device": info.device, "gpu": info.gpu_name, "dtype": info.compute_dtype, "load_dtype": info.load_dtype,
         "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
         "peak_memory_bytes": peak.peak_bytes(), "peak_memory": peak.kind,
+        "warmup_rounds": warm.rounds if warm else 0, "warmup_stable": warm.stable if warm else None,
+        "planted_slowdown": share,
+        "speed_probe_s": probe.median, "speed_probe": probe.description,
     })
     stats = benchmark.stats.stats if benchmark.stats else None  # None under --benchmark-disable
-    if stats is not None and stats.mean > 0:
-        benchmark.extra_info["tokens_per_s"] = round((prompt_tokens + new_tokens) / stats.mean, 1)
-        benchmark.extra_info["new_tokens_per_s"] = round(new_tokens / stats.mean, 1)
+    if stats is not None and stats.median > 0:  # the median: one slow round does not move it
+        benchmark.extra_info["tokens_per_s"] = round((prompt_tokens + new_tokens) / stats.median, 1)
+        benchmark.extra_info["new_tokens_per_s"] = round(new_tokens / stats.median, 1)
 
 
 @pytest.mark.gpu

@@ -48,7 +48,7 @@ def at(path: Path, row: int, column: str) -> str:
 
 
 def test_negative_price_names_file_row_and_column(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "items.csv", "text,price\nfirst,1.50\nsecond,-3\n")
+    path = write_csv(tmp_path / "items.csv", "text,price\nfirst Price is $,1.50\nsecond Price is $,-3\n")
     with pytest.raises(DataError, match=at(path, 2, "price") + r": -3(\.0)? is not a positive number"):
         load(path)
 
@@ -60,7 +60,7 @@ def test_zero_price_names_file_row_and_column(tmp_path: Path) -> None:
 
 
 def test_price_that_is_not_a_number_names_file_row_and_column(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "items.csv", "text,price\nfirst,1.50\nsecond,abc\n")
+    path = write_csv(tmp_path / "items.csv", "text,price\nfirst Price is $,1.50\nsecond Price is $,abc\n")
     with pytest.raises(DataError, match=at(path, 2, "price") + ": 'abc' is not a number"):
         load(path)
 
@@ -72,7 +72,7 @@ def test_price_with_dollar_sign_is_not_a_number(tmp_path: Path) -> None:
 
 
 def test_empty_price_cell_is_missing(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "items.csv", "text,price\nfirst,1.50\nsecond,\n")
+    path = write_csv(tmp_path / "items.csv", "text,price\nfirst Price is $,1.50\nsecond Price is $,\n")
     with pytest.raises(DataError, match=at(path, 2, "price") + " is missing"):
         load(path)
 
@@ -85,13 +85,14 @@ def test_null_price_is_missing(tmp_path: Path) -> None:
 
 def test_nan_price_names_file_row_and_column(tmp_path: Path) -> None:
     path = tmp_path / "items.jsonl"
-    path.write_text('{"text": "first", "price": 1.5}\n{"text": "second", "price": NaN}\n')
+    path.write_text('{"text": "first Price is $", "price": 1.5}\n{"text": "second Price is $", "price": NaN}\n')
     with pytest.raises(DataError, match=at(path, 2, "price") + ": nan is not a positive number"):
         load(path)
 
 
 def test_infinite_price_names_file_row_and_column(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "items.csv", "text,price\nfirst,1.50\nsecond,1.50\nthird,inf\n")
+    path = write_csv(tmp_path / "items.csv",
+                     "text,price\nfirst Price is $,1.50\nsecond Price is $,1.50\nthird Price is $,inf\n")
     with pytest.raises(DataError, match=at(path, 3, "price") + ": inf is not a finite number"):
         load(path)
 
@@ -294,9 +295,10 @@ def test_jsonl_gives_items_with_prompt_price_and_title(tmp_path: Path) -> None:
 
 
 def test_csv_with_prices_as_text_loads(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "items.csv", 'text,price\n"Lamp, bright",5\n"Chair",12.50\n')
+    path = write_csv(tmp_path / "items.csv", 'text,price\n"Lamp, bright. Price is $",5\n"Chair. Price is $",12.50\n')
     items = load(path)
-    assert [(item.prompt, item.price) for item in items] == [("Lamp, bright", 5.0), ("Chair", 12.5)]
+    assert [(item.prompt, item.price) for item in items] == [("Lamp, bright. Price is $", 5.0),
+                                                             ("Chair. Price is $", 12.5)]
 
 
 def test_parquet_written_by_pandas_loads(tmp_path: Path) -> None:
@@ -405,3 +407,91 @@ def test_real_train_split_prompts_end_without_the_answer(real_data: str) -> None
     items = load_items(DataSpec(source=real_data, split="train", n=None))
     assert len(items) == 998
     assert all(item.prompt.endswith(PRICE_PREFIX) for item in items)
+
+
+# Issue 13: inputs that gave a traceback, a silent pass or an error naming the wrong cause.
+
+
+def folder_with_test_split(tmp_path: Path, test_text: str) -> Path:
+    """A dataset folder whose test.jsonl holds `test_text` as is, beside a good train split."""
+    write_jsonl(tmp_path / "train.jsonl", rows(3, start=50))
+    (tmp_path / "test.jsonl").write_text(test_text, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize("encoded, byte", [("caf\xe9".encode("latin-1"), "0xe9"), (b"\xff\xfe", "0xff")])
+def test_file_that_is_not_utf8_names_file_line_and_byte(tmp_path: Path, encoded: bytes, byte: str) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(json.dumps(rows(1)[0]).encode() + b"\n" + b'{"text": "' + encoded + b' Price is $", "price": 3}\n')
+    with pytest.raises(DataError, match=re.escape(f"{path}:2:") + r"\d+: not UTF-8 text \(byte " + byte):
+        load(path)
+
+
+def test_csv_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_bytes(b"text,price\ncaf\xe9 Price is $,3\n")
+    with pytest.raises(DataError, match=re.escape(f"{path}:2:4: not UTF-8 text (byte 0xe9)")):
+        load(path)
+
+
+def test_split_file_that_is_not_utf8_in_a_folder_is_named(tmp_path: Path) -> None:
+    folder_with_test_split(tmp_path, "")
+    path = tmp_path / "test.jsonl"
+    path.write_bytes(b'{"text": "caf\xe9 Price is $", "price": 3}\n')
+    with pytest.raises(DataError, match=re.escape(f"{path}:1:") + r"\d+: not UTF-8 text"):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize("bad, shown", [('"abc"', "'abc' is not a number"), ("true", "True is not a number"),
+                                        ('"$12.50"', r"'\$12.50' is not a number")])
+def test_bad_price_in_a_folder_names_file_row_and_column(tmp_path: Path, bad: str, shown: str) -> None:
+    good = "".join(json.dumps(row) + "\n" for row in rows(3))
+    folder_with_test_split(tmp_path, good + '{"text": "Lamp\\n\\nPrice is $", "price": ' + bad + "}\n")
+    with pytest.raises(DataError, match=at(tmp_path / "test.jsonl", 4, "price") + ": " + shown):
+        load(tmp_path)
+
+
+def test_column_typed_differently_in_another_split_does_not_break_this_one(tmp_path: Path) -> None:
+    # test has a column train lacks, and prices as text: once "CastError: Couldn't cast", naming no column.
+    write_jsonl(tmp_path / "train.jsonl", rows(2, start=50))
+    write_jsonl(tmp_path / "test.jsonl", [{**row, "price": str(row["price"]), "title": "x"} for row in rows(2)])
+    assert [item.price for item in load(tmp_path)] == [1.99, 2.99]
+
+
+def test_split_files_with_different_column_types_name_the_file_and_column(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "data" / "test-00000-of-00002.jsonl", rows(2))
+    path = write_jsonl(tmp_path / "data" / "test-00001-of-00002.jsonl",
+                       [{**row, "price": str(row["price"])} for row in rows(2, start=10)])
+    with pytest.raises(DataError, match=re.escape(f"{path}: column 'price' differs from ")):
+        load(tmp_path)
+
+
+def test_text_without_the_price_prefix_names_file_row_and_column(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "items.jsonl", [*rows(1), {"text": "A lamp. How much?", "price": 5.0}])
+    with pytest.raises(DataError, match=at(path, 2, "text") + r" does not contain 'Price is \$'"):
+        load(path)
+
+
+def test_absurd_price_names_file_row_and_the_bound(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "items.jsonl", [*rows(1), {"text": prompt("Lamp"), "price": 1e12}])
+    with pytest.raises(DataError, match=at(path, 2, "price") + r": 1000000000000.0 is above \$1,000,000"):
+        load(path)
+
+
+def test_template_naming_the_price_column_is_refused(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "items.jsonl", [{"description": "Lamp", "price": 5.0}])
+    with pytest.raises(DataError, match=r"names the 'price' column: every prompt would hold its answer"):
+        load(path, template="{description} Price is ${price}")
+
+
+def test_template_reading_an_attribute_names_the_field_not_duplicate_rows(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "items.jsonl", [{"description": f"Lamp {i}", "price": 5.0} for i in range(3)])
+    with pytest.raises(DataError, match=re.escape("field {description.upper} reads an attribute or index of "
+                                                  "column 'description'")):
+        load(path, template="Item {description.upper} Price is $")
+
+
+def test_template_without_a_column_says_so(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "items.jsonl", [{"description": "Lamp", "price": 5.0}])
+    with pytest.raises(DataError, match=re.escape("template 'Price is $' names no column")):
+        load(path, template="Price is $")

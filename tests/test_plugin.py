@@ -187,12 +187,14 @@ def test_gate_fails_on_a_planted_regression_and_passes_on_a_clean_rerun(project,
 
     planted.assert_outcomes(failed=1)
     planted.stdout.fnmatch_lines([
-        "*/baselines/random-forest/classic.json: random-forest: FAILED: Error is worse by $*, more than the tolerance $*, p=* < 0.05",
-        "Error $* -> $*: +*, 95% CI [[]+*, +*], one-sided p=*; tolerance $*, detectable at 80% power $*",
-        "metric * baseline * now * delta * limit",
-        "Error * +$* if significant",
-        "items that got worse most:",
-        "  #* truth $*, baseline guess $*, now $* (error +*)",
+        "*/baselines/random-forest/classic.json: random-forest: FAILED: * is worse by *, beyond the tolerance *, "
+        "Holm-adjusted p=* < 0.05 (*, p=*)",
+        "measure * baseline * now * change * 95% CI * p * Holm p * tolerance * detectable * limit * verdict",
+        "Error * $* $* +$* [[]+$*, +$*[]] * WORSE",
+        "log error * WORSE",
+        "each measure fails when Holm p < 0.05 (corrected for 4 measures) and its change is beyond its tolerance; *",
+        "items whose * got worse most:",
+        "  #* truth $*, baseline guess $*, now $* (* +*)",
         "if this change is intended, accept it with: "
         "*pytest *-m eval --pricer-predictor random-forest*--update-baselines --pricer-reason why",
     ])
@@ -249,21 +251,23 @@ def test_gate_fails_as_not_comparable_when_the_baseline_was_made_on_other_data(b
 
 
 @pytest.mark.parametrize(("option", "value", "reason", "row"), [
-    ("--pricer-max-error", "1", "Error $*.** is above the limit $1.00", "Error * <= $1.00"),
-    ("--pricer-min-hits", "90%", "Hits *% is below the limit 90.0%", "Hits * >= 90.0%"),
+    ("--pricer-max-error", "1", "Error $*.** is above the limit $1.00", "Error * <= $1.00 * ok"),
+    ("--pricer-min-hits", "90%", "Hits *% is below the limit 90.0%", "Hits * >= 90.0% * ok"),
 ], ids=["max-error", "min-hits"])
 def test_gate_fails_when_a_plain_limit_is_broken(baselined, data_dir, option, value, reason, row):
     result = gate(baselined, data_dir, option, value)
 
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*/classic.json: constant: FAILED: {reason}", "metric * limit", row])
+    result.stdout.fnmatch_lines([f"*/classic.json: constant: FAILED: {reason}", "measure * limit * verdict", row])
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--pricer-bits", "3", "--pricer-bits: '3' is not one of 4, 8, 16, 32"),
     ("--pricer-n", "0", "--pricer-n: '0' must be at least 1"),
     ("--pricer-tolerance", "abc", "--pricer-tolerance: 'abc' is not a number"),
-], ids=["bits", "n", "tolerance"])
+    ("--pricer-log-tolerance", "abc", "--pricer-log-tolerance: 'abc' is not a number"),
+    ("--pricer-hits-tolerance", "150%", "--pricer-hits-tolerance: '150%' is more than 100%"),
+], ids=["bits", "n", "tolerance", "log-tolerance", "hits-tolerance"])
 def test_bad_option_value_is_a_usage_error_naming_the_option(project, option, value, message):
     result = project.runpytest("-p", "no:cacheprovider", "-m", "eval", option, value)
 
@@ -327,6 +331,6 @@ def test_small_n_warns_that_the_gate_can_only_catch_large_regressions(project, d
     result.assert_outcomes(passed=1)  # warning counts vary with how pytest imported pricer; match the lines
     result.stdout.fnmatch_lines([
         "*UserWarning: --pricer-n 10 is small: the gate can only catch large regressions",
-        "*UserWarning: constant: this gate detects a worsening of $* at 80% power: too coarse to protect anything; "
-        "raise --pricer-n",
+        "*UserWarning: constant: this gate detects at 80% power a worsening of Error $*, log error *, Hits * pts, "
+        "unparsed * pts: too coarse to protect anything; raise --pricer-n",
     ])

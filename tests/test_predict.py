@@ -11,7 +11,15 @@ import pytest
 from pricer.data import DATA_ENV, DataSpec, Item, load_items, resolve_source
 from pricer.errors import OptionError
 from pricer.models import BITS, ModelCache
-from pricer.predict import DEFAULT_MAX_NEW_TOKENS, DecodingPolicy, LLMPredictor, Prediction, predict_one_at_a_time
+from pricer.predict import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DecodingPolicy,
+    LLMPredictor,
+    Prediction,
+    default_token_budget,
+    predict_one_at_a_time,
+    token_budget_batches,
+)
 from pricer.prompts import COURSE_TEMPLATE
 
 # Two short prompts in the course's layout: enough to exercise padding (their lengths differ) in a fraction of a second.
@@ -96,7 +104,7 @@ def test_8bit_prediction_silences_the_int8_cast_warning_only_while_predicting(mo
     assert logger.filters == []  # the filter is scoped to prediction, not left installed
 
 
-def test_policy_records_greedy_left_padded_batches_in_input_order(model_cache):
+def test_a_batch_size_records_greedy_left_padded_batches_in_input_order(model_cache):
     predictor = LLMPredictor(model_cache.get(bits=32), batch_size=4, progress=False)
     assert predictor.policy == DecodingPolicy(batch_size=4, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
     policy = json.loads(json.dumps(predictor.policy.to_dict()))
@@ -113,7 +121,40 @@ def test_progress_bar_is_hidden_when_asked(model_cache, capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("option", [{"batch_size": 0}, {"max_new_tokens": 0}])
+def test_token_budget_batches_put_longest_prompts_first_and_never_exceed_the_budget():
+    lengths = [153, 239, 194, 200, 160, 239, 500]
+    batches = token_budget_batches(lengths, 600)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))  # every prompt exactly once
+    assert batches[0] == [6]  # longer than the budget: alone
+    for batch in batches:
+        assert [lengths[i] for i in batch] == sorted((lengths[i] for i in batch), reverse=True)
+        assert len(batch) == 1 or len(batch) * lengths[batch[0]] <= 600
+    assert batches[1] == [1, 5]  # equal lengths keep input order
+
+
+def test_token_budget_completions_come_back_in_input_order(model_cache, data_items):
+    loaded = model_cache.get(bits=32)
+    budget = LLMPredictor(loaded, token_budget=1, progress=False)  # one prompt per batch, longest first
+    assert budget.policy.order == "length" and budget.policy.batch_size is None
+    assert [b for batch in budget.batches([i.prompt for i in data_items]) for b in batch] != list(range(len(data_items)))
+    assert budget.predict(data_items) == predict_one_at_a_time(loaded, data_items, progress=False)
+
+
+def test_default_policy_is_the_devices_token_budget(model_cache):
+    predictor = LLMPredictor(model_cache.get(bits=32), progress=False)
+    assert predictor.policy.token_budget == default_token_budget(predictor.loaded.info.device)
+    assert default_token_budget("cuda:0") > default_token_budget("cpu")
+
+
+def test_a_recorded_batching_is_reproduced_from_a_baselines_context():
+    old = DecodingPolicy.batching_from({"batch_size": 8, "order": "input"}, max_new_tokens=8)
+    new = DecodingPolicy.batching_from({"batch_size": None, "token_budget": 1536, "order": "length"}, max_new_tokens=8)
+    assert (old.batch_size, old.token_budget, old.order) == (8, None, "input")
+    assert (new.batch_size, new.token_budget, new.order) == (None, 1536, "length")
+    assert DecodingPolicy.batching_from({}, max_new_tokens=8) is None
+
+
+@pytest.mark.parametrize("option", [{"batch_size": 0}, {"token_budget": 0}, {"max_new_tokens": 0}])
 def test_non_positive_batch_size_or_token_count_is_an_option_error(model_cache, option):
     with pytest.raises(OptionError, match=r"is not a positive integer"):
         LLMPredictor(model_cache.get(bits=32), **option)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pricer.prompts import (COURSE_TEMPLATE, PRICE_PREFIX, QUESTION, parse_price, prompt_of, render,
@@ -31,10 +31,16 @@ def test_parse_price_takes_the_first_number_after_dropping_dollar_and_comma(comp
     assert parse_price(completion) == price
 
 
-# Trailing text that cannot extend the number: it starts with a character that is no digit, ".", "$" or ",".
-_TAIL = st.text(max_size=20).filter(lambda tail: not tail or not (tail[0].isdigit() or tail[0] in ".$,"))
+# Trailing text that cannot extend the number: empty, or starting with a character that is no digit, ".", "$" or
+# ",". Built, not filtered from any text: filtering whole strings rejected most of them, and hypothesis' too_slow
+# health check failed on a busy machine ("only generated 2 valid inputs after 1.43 seconds").
+_FIRST = st.characters().filter(lambda c: not (c.isdigit() or c in ".$,"))
+_TAIL = st.one_of(st.just(""), st.tuples(_FIRST, st.text(max_size=19)).map("".join))
 
 
+# Neither the time to generate inputs nor a deadline per example says anything about parse_price on a shared
+# machine: both checks are off, so the test fails only on a wrong price.
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(x=st.floats(min_value=0, max_value=1e12, allow_nan=False), dollar=st.booleans(), tail=_TAIL)
 def test_parse_price_reads_a_formatted_price_back(x: float, dollar: bool, tail: str) -> None:
     assert parse_price(("$" if dollar else "") + f"{x:,.2f}" + tail) == round(x, 2)
@@ -74,7 +80,14 @@ def test_prompt_of_strips_the_answer_after_the_prefix() -> None:
 
 def test_template_fields_lists_each_column_once_in_order() -> None:
     assert template_fields(COURSE_TEMPLATE) == ["title", "description"]
-    assert template_fields("{b} {a.upper} {b} {c[0]:>5}") == ["b", "a", "c"]
+    assert template_fields("{b} {a} {b} {c:>5}") == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize("template", ["Item {description.upper} Price is $", "{title[0]} Price is $"])
+def test_template_fields_refuses_an_attribute_or_index_of_a_column(template: str) -> None:
+    with pytest.raises(ValueError, match=r"reads an attribute or index of column '(description|title)'; "
+                                         r"name the column alone"):
+        template_fields(template)
 
 
 @pytest.mark.parametrize("template", ["{}", "{0}", "{title", "title}"])

@@ -47,11 +47,11 @@ def data(tmp_path) -> Path:
     return folder
 
 
-def _store(root: Path, model_name: str, width: str, guesses: list[float]) -> None:
+def _store(root: Path, model_name: str, width: str, guesses: list[float], *, hardware_class: str | None = None) -> None:
     items = [Item(index=i + 1, prompt=f"p{i}", price=100.0, title=f"t{i}") for i in range(len(guesses))]
     run = score_run(f"{model_name} {width}", items, [Prediction(guess=g, completion=f"{g}") for g in guesses])
-    write_baseline(baseline_path(root, model_name, width), run=run, fingerprint=Fingerprint(decisive={"bits": 4}),
-                   reason="test", previous=None)
+    write_baseline(baseline_path(root, model_name, width, hardware_class=hardware_class), run=run,
+                   fingerprint=Fingerprint(decisive={"bits": 4}), reason="test", previous=None)
 
 
 def test_course_table_rows_are_read_with_their_figures(data):
@@ -104,8 +104,37 @@ def test_cli_results_prints_the_table_and_writes_the_chart(data, tmp_path, capsy
     from pricer.cli import main
 
     chart = tmp_path / "results.svg"
-    code = main(["results", "--data", str(data), "--n", "8", "--baselines", str(tmp_path / "none"),
+    _store(tmp_path / "baselines", "smollm2-135m-instruct", "4bit", [300.0, 100.0])
+    code = main(["results", "--data", str(data), "--n", "8", "--baselines", str(tmp_path / "baselines"),
                  "--chart", str(chart)])
     out = capsys.readouterr().out
     assert code == 0 and chart.is_file()
     assert "random-forest" in out and "gpt_4o_frontier" in out and f"wrote {chart}" in out
+
+
+def test_stored_rows_are_read_from_the_only_hardware_class_folder(data, tmp_path):
+    root = tmp_path / "baselines"
+    _store(root, "smollm2-135m-instruct", "4bit", [300.0, 100.0], hardware_class="cpu-bfloat16")
+    results = collect_results(data=str(data), n=8, model="default", adapter=None, baselines=root, course=None)
+    (row,) = [r for r in results.rows if r.kind == "base"]
+    assert (row.name, row.error) == ("smollm2-135m-instruct 4bit", 100.0)
+    assert f"{root}/smollm2-135m-instruct/cpu-bfloat16/8bit.json: not found" in results.missing
+
+
+def test_hardware_class_asked_for_is_the_one_shown(data, tmp_path):
+    root = tmp_path / "baselines"
+    _store(root, "smollm2-135m-instruct", "4bit", [300.0, 100.0], hardware_class="cpu-bfloat16")
+    _store(root, "smollm2-135m-instruct", "4bit", [150.0, 90.0], hardware_class="cuda-bfloat16")
+    results = collect_results(data=str(data), n=8, model="default", adapter=None, baselines=root, course=None,
+                              hardware_class="cuda-bfloat16")
+    assert [r.error for r in results.rows if r.kind == "base"] == [30.0]
+
+
+def test_a_class_with_no_stored_baselines_names_the_classes_there_are(data, tmp_path):
+    root = tmp_path / "baselines"
+    _store(root, "smollm2-135m-instruct", "4bit", [300.0, 100.0], hardware_class="cpu-bfloat16")
+    results = collect_results(data=str(data), n=8, model="default", adapter=None, baselines=root, course=None,
+                              hardware_class="cpu-float32")
+    assert not [r for r in results.rows if r.kind == "base"]
+    assert results.missing[0] == (f"{root / 'smollm2-135m-instruct'}: no baselines of class cpu-float32; "
+                                  "it has cpu-bfloat16 (pass --hardware-class)")

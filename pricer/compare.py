@@ -1,0 +1,157 @@
+"""`pricer compare`: the gate's verdict on predictions made anywhere (a baseline file or JSON Lines of guesses),
+matched to a stored baseline's items by index, without running a model."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pricer.baselines import Baseline, read_baseline
+from pricer.data import Item
+from pricer.errors import DataError
+from pricer.evaluate import RunResult, score_run
+from pricer.fingerprint import FieldChange, Fingerprint
+from pricer.gate import CLASS_FIELDS, GateConfig, Verdict, compare, hardware_class
+from pricer.predict import Prediction
+from pricer.prompts import parse_price
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFile:
+    """Predictions read from a file, by item index; a baseline-format file also brings truths and fingerprint."""
+
+    path: Path
+    name: str
+    predictions: Mapping[int, Prediction]
+    truths: Mapping[int, float] | None = None
+    fingerprint: Fingerprint | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comparison:
+    """A verdict and how it was reached: which rule, and what the run could not be matched on."""
+
+    verdict: Verdict
+    cross_class: bool
+    notes: tuple[str, ...] = ()
+    accept: str = ""  # the command that makes this run the baseline, when there is one
+
+    @property
+    def exit_code(self) -> int:
+        """0: not measurably worse; 1: worse, or not comparable."""
+        return 0 if self.verdict.passed else 1
+
+
+def read_run(path: Path) -> RunFile:
+    """A baseline-format file (read strictly, checksum included) or JSON Lines of
+    {"index": 1, "guess": 12.99, "completion": "12.99", "parsed": true} rows (completion and parsed optional)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from None
+    if _is_baseline(text):
+        baseline = read_baseline(path)
+        return RunFile(path=path, name=baseline.name, fingerprint=baseline.fingerprint,
+                       predictions={b.index: Prediction(guess=b.guess, completion=b.completion, parsed=b.parsed)
+                                    for b in baseline.items},
+                       truths={b.index: b.truth for b in baseline.items})
+    predictions: dict[int, Prediction] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        index, prediction = _row(line, where=f"{path}:{number}")
+        if index in predictions:
+            raise DataError(f"{path}:{number}: field 'index': {index} appears twice")
+        predictions[index] = prediction
+    if not predictions:
+        raise DataError(f"{path}: no predictions (expected JSON Lines of {{\"index\": 1, \"guess\": 12.99}} rows)")
+    return RunFile(path=path, name=path.stem, predictions=predictions)
+
+
+def compare_files(baseline_path: Path, run_path: Path, config: GateConfig, *, cross_class: bool = False) -> Comparison:
+    """Gate the run file against the baseline; two baselines of different hardware classes use the cross-class rule."""
+    baseline = read_baseline(baseline_path)
+    return compare_run(baseline, read_run(run_path), config, cross_class=cross_class)
+
+
+def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_class: bool = False,
+                intervals: bool = True) -> Comparison:
+    """The verdict of `pricer compare` on a run already read (`intervals=False`: no CIs, the same verdict)."""
+    notes = []
+    if run.fingerprint is None:
+        notes.append(f"{run.path} has no fingerprint (JSON Lines): only its items are checked against the baseline's")
+    elif not cross_class and any(baseline.fingerprint.context.get(f) != run.fingerprint.context.get(f)
+                                 for f in CLASS_FIELDS):
+        cross_class = True
+        notes.append(f"hardware classes differ (baseline {hardware_class(baseline.fingerprint)}, run "
+                     f"{hardware_class(run.fingerprint)}): the cross-class rule applies")
+    wanted = [b.index for b in baseline.items]
+    missing = [i for i in wanted if i not in run.predictions]
+    extra = sorted(set(run.predictions) - set(wanted))
+    if missing or extra:
+        change = FieldChange(field="items", baseline=f"{len(wanted)} items",
+                             now=f"{len(run.predictions)} items: {_some(missing)} missing, {_some(extra)} not in the baseline")
+        verdict = Verdict(passed=False, name=run.name, reasons=("not comparable with the baseline",),
+                          not_comparable=(change,))
+        return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes))
+    truths = run.truths or {}
+    items = [Item(index=b.index, prompt="", price=truths.get(b.index, b.truth), title=b.title) for b in baseline.items]
+    result: RunResult = score_run(run.name, items, [run.predictions[i] for i in wanted])
+    fingerprint = run.fingerprint or baseline.fingerprint
+    verdict = compare(baseline, result, fingerprint, config, cross_class=cross_class, intervals=intervals)
+    # A baseline-format run is itself a baseline: copying it over accepts it (its history says why it moved).
+    accept = f"cp {run.path} {baseline.path}" if run.fingerprint is not None else ""
+    return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes), accept=accept)
+
+
+def _is_baseline(text: str) -> bool:
+    """A baseline is one JSON object with a format field; JSON Lines has one object per line."""
+    stripped = text.lstrip()
+    if not stripped.startswith("{"):
+        return False
+    try:
+        obj = json.loads(stripped)
+    except json.JSONDecodeError:
+        # Pretty-printed yet broken JSON is a damaged baseline (read_baseline names the line); one object per
+        # line is JSON Lines.
+        first = stripped.splitlines()[0].strip()
+        return first == "{"
+    return isinstance(obj, dict) and "format" in obj
+
+
+def _row(line: str, *, where: str) -> tuple[int, Prediction]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected an object like {{\"index\": 1, \"guess\": 12.99}}, found {line.strip()[:40]!r}")
+    index = row.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 1:
+        raise DataError(f"{where}: field 'index': {index!r} is not a positive whole number")
+    guess = row.get("guess")
+    if (not isinstance(guess, (int, float)) or isinstance(guess, bool) or not math.isfinite(guess) or guess < 0):
+        raise DataError(f"{where}: field 'guess': {guess!r} is not a non-negative number")
+    completion = row.get("completion")
+    if completion is not None and not isinstance(completion, str):
+        raise DataError(f"{where}: field 'completion': {completion!r} is not a string")
+    parsed = row.get("parsed")
+    if parsed is None:
+        # Without the flag, the completion decides as the course's parser would; without either, a price was given.
+        parsed = completion is None or parse_price(completion) is not None
+    elif not isinstance(parsed, bool):
+        raise DataError(f"{where}: field 'parsed': {parsed!r} is not true or false")
+    return index, Prediction(guess=float(guess), completion=completion, parsed=parsed)
+
+
+def _some(indices: list[int]) -> str:
+    if not indices:
+        return "none"
+    shown = ", ".join(f"#{i}" for i in indices[:5])
+    return f"{len(indices)} ({shown}{', ...' if len(indices) > 5 else ''})"

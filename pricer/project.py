@@ -1,0 +1,53 @@
+"""Where the project is for the command line: the folder of the pytest ini file, as the plugin resolves paths.
+
+The plugin reads baselines and writes the accuracy history relative to that folder, so `pricer results` and
+`pricer history` run from a subfolder must look there too, and read the same ini keys.
+"""
+
+from __future__ import annotations
+
+import configparser
+import tomllib
+from pathlib import Path
+
+# pytest's ini files in its own order of precedence, with the section each must hold to count.
+INI_FILES = (("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", None), ("tox.ini", "pytest"),
+             ("setup.cfg", "tool:pytest"))
+
+
+def ini_file(start: Path) -> Path | None:
+    """The nearest ini file at or above `start` that configures pytest, as pytest finds it; None when there is none."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        for name, section in INI_FILES:
+            path = folder / name
+            if path.is_file() and (name.startswith(("pytest", ".pytest")) or _ini_section(path, section) is not None):
+                return path
+    return None
+
+
+def project_root(start: Path) -> Path:
+    """The folder of the ini file above `start`, else `start` itself (as the plugin falls back to where it ran)."""
+    found = ini_file(start)
+    return found.parent if found else Path(start).resolve()
+
+
+def ini_value(path: Path | None, key: str) -> str | None:
+    """A pytest ini key's value from that file (e.g. pricer_history), as text; None when unset or unreadable."""
+    if path is None:
+        return None
+    section = _ini_section(path, dict(INI_FILES)[path.name])
+    value = None if section is None else section.get(key)
+    return None if value is None or value == "" else str(value)
+
+
+def _ini_section(path: Path, section: str | None) -> dict | None:
+    try:
+        if path.name == "pyproject.toml":
+            with path.open("rb") as handle:
+                return tomllib.load(handle).get("tool", {}).get("pytest", {}).get("ini_options")
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(path, encoding="utf-8")
+        return dict(parser[section]) if parser.has_section(section) else None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, configparser.Error):
+        return None  # pytest itself reports a broken ini file; here it only means "not this one"
