@@ -15,7 +15,6 @@ from pricer.report import METRICS_HEADERS, format_table, metrics_row, print_repo
 
 CLASSIC = ("constant", "linear", "bow", "random-forest")
 DEFAULT_BITS = (32,)
-BATCH_SIZE = 8
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument("--device", type=options.choice("--device", ("cpu", "cuda")), metavar="DEVICE",
                      help="cpu or cuda. Default: cuda when available, else cpu")
     llm.add_argument("--batch-size", type=options.positive_int("--batch-size"), metavar="N",
-                     help=f"prompts per generate call (part of the recorded batching policy). Default: {BATCH_SIZE}")
+                     help="fixed batches of N prompts in input order (part of the recorded batching policy). "
+                          "Default: a token budget")
+    llm.add_argument("--token-budget", type=options.positive_int("--token-budget"), metavar="TOKENS",
+                     help="prompts sorted by length fill each batch up to TOKENS padded tokens. "
+                          "Default: 1536 on CPU, 32768 on CUDA")
 
     out = ev.add_argument_group("output")
     out.add_argument("--charts-dir", type=options.folder("--charts-dir"), default="charts", metavar="DIR",
@@ -326,10 +329,11 @@ def _refuse_ignored(args: argparse.Namespace, source: str) -> None:
     """Options this run would ignore are errors: a user who gives them means something the run would not do."""
     if args.predictor:
         given = [flag for flag, value in (("--bits", args.bits), ("--adapter", args.adapter), ("--device", args.device),
-                                          ("--batch-size", args.batch_size)) if value is not None]
+                                          ("--batch-size", args.batch_size), ("--token-budget", args.token_budget))
+                 if value is not None]
         if given:
             raise OptionError(f"{given[0]} applies to --model; --predictor {args.predictor} has no bits, adapter, "
-                              "device or batch size")
+                              "device or batching")
     if args.split is not None and single_file(source):
         raise OptionError(f"--split {args.split}: {source} is a single file, which is one split; --split picks a "
                           "split of a dataset folder (train.jsonl, test.jsonl) or of a hub dataset")
@@ -341,7 +345,7 @@ def _run_llm(args: argparse.Namespace, bits: int, items) -> RunResult:
 
     loaded = load_model(args.model, bits=bits, adapter=args.adapter, device=args.device)
     try:
-        result = evaluate(LLMPredictor(loaded, batch_size=args.batch_size or BATCH_SIZE), items)
+        result = evaluate(LLMPredictor(loaded, batch_size=args.batch_size, token_budget=args.token_budget), items)
     finally:
         loaded.close()
     _show(result, args)

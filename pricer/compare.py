@@ -14,7 +14,7 @@ from pricer.data import Item
 from pricer.errors import DataError
 from pricer.evaluate import RunResult, score_run
 from pricer.fingerprint import FieldChange, Fingerprint
-from pricer.gate import CLASS_FIELDS, GateConfig, Verdict, compare, hardware_class
+from pricer.gate import GateConfig, Verdict, compare, hardware_class
 from pricer.predict import Prediction
 from pricer.prompts import parse_price
 
@@ -86,11 +86,10 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
     notes = []
     if run.fingerprint is None:
         notes.append(f"{run.path} has no fingerprint (JSON Lines): only its items are checked against the baseline's")
-    elif not cross_class and any(baseline.fingerprint.context.get(f) != run.fingerprint.context.get(f)
-                                 for f in CLASS_FIELDS):
+    elif not cross_class and _class_of(baseline.path, baseline.fingerprint) != _class_of(run.path, run.fingerprint):
         cross_class = True
-        notes.append(f"hardware classes differ (baseline {hardware_class(baseline.fingerprint)}, run "
-                     f"{hardware_class(run.fingerprint)}): the cross-class rule applies")
+        notes.append(f"hardware classes differ (baseline {_class_of(baseline.path, baseline.fingerprint)}, run "
+                     f"{_class_of(run.path, run.fingerprint)}): the cross-class rule applies")
     wanted = [b.index for b in baseline.items]
     missing = [i for i in wanted if i not in run.predictions]
     extra = sorted(set(run.predictions) - set(wanted))
@@ -108,6 +107,16 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
     # A baseline-format run is itself a baseline: copying it over accepts it (its history says why it moved).
     accept = f"cp {run.path} {baseline.path}" if run.fingerprint is not None else ""
     return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes), accept=accept)
+
+
+def _class_of(path: Path, fingerprint: Fingerprint) -> str:
+    """The hardware class of a baseline file: its folder's name (baselines/<model>/<class>/), else the device and
+    compute dtype its fingerprint records (at 8 and 32 bits those are the width's, not the class's)."""
+    from pricer.hardware import CLASS_PATTERN
+
+    if CLASS_PATTERN.match(Path(path).parent.name):
+        return Path(path).parent.name
+    return hardware_class(fingerprint)
 
 
 def _is_baseline(text: str) -> bool:

@@ -160,6 +160,12 @@ class Measure:
             return f"${mean:,.2f}"
         return f"{mean:.1%}" if self.unit == "%" else f"{mean:.3f}"
 
+    def item_change(self, worsening: float) -> str:
+        """One item's change as the items list prints it: "+$12.30", "+0.693", or "yes -> no" for a yes/no measure."""
+        if self.unit == "%":
+            return "no -> yes" if self.higher_is_worse else "yes -> no"
+        return self.amount(worsening)
+
     def amount(self, worsening: float, *, signed: bool = True) -> str:
         """A worsening in the measure's natural direction and unit: "+$12.30", "-4.0 pts", "+0.081"."""
         value = worsening if self.higher_is_worse else -worsening
@@ -207,8 +213,8 @@ class Judgement:
         """One line naming the measure, by how much, beyond what, and how sure."""
         m = self.measure
         return (f"{m.name} is worse by {m.amount(self.worsening, signed=False)}{self.relative}, beyond the tolerance "
-                f"{m.amount(m.tolerance, signed=False)}, Holm-adjusted p={self.p_holm:.4f} < {self.alpha} "
-                f"({m.test.label}, p={self.p_worse:.4f})")
+                f"{m.amount(m.tolerance, signed=False)}, Holm-adjusted p={p_text(self.p_holm)} < {self.alpha} "
+                f"({m.test.label}, p={p_text(self.p_worse)})")
 
     def row(self, limit: str = "-") -> tuple[str, ...]:
         """(measure, baseline, now, change, CI, p, Holm p, tolerance, detectable, limit) for the verdict's table."""
@@ -217,11 +223,16 @@ class Judgement:
         low, high = (m.amount(self.ci[0]), m.amount(self.ci[1])) if m.higher_is_worse else (m.amount(self.ci[1]), m.amount(self.ci[0]))
         ci = "-" if any(math.isnan(x) for x in self.ci) else f"[{low}, {high}]"
         return (m.name, m.level(m.before), m.level(m.now), m.amount(self.worsening) + self.relative, ci,
-                f"{self.p_worse:.4f}", f"{self.p_holm:.4f}", m.amount(m.tolerance), m.amount(self.detectable, signed=False),
+                p_text(self.p_worse), p_text(self.p_holm), m.amount(m.tolerance), m.amount(self.detectable, signed=False),
                 limit, "WORSE" if self.failed else "ok")
 
 
 ROW_HEADERS = ["measure", "baseline", "now", "change", "95% CI", "p", "Holm p", "tolerance", "detectable", "limit", "verdict"]
+
+
+def p_text(p: float) -> str:
+    """A p-value to 4 decimals; one that rounds to 0 reads "<0.0001" rather than a certainty it is not."""
+    return f"{p:.4f}" if p >= 0.00005 else "<0.0001"
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -76,7 +76,8 @@ def test_json_lines_with_completions_losing_their_price_fails_with_exit_1_naming
     out = capsys.readouterr().out
     assert code == 1
     assert "FAILED: unparsed is worse by 10.0 pts, beyond the tolerance 1.0 pts, Holm-adjusted p=" in out
-    assert "items whose unparsed got worse most:" in out
+    assert "items whose unparsed got worse most:" in out and "(unparsed no -> yes)" in out
+    assert "Holm-adjusted p=<0.0001" in out  # 25 of 25 changed items one way: p = 0.5**25, never printed as 0
 
 
 def test_rows_with_only_index_and_guess_are_matched_by_index_in_any_order(tmp_path, capsys):
@@ -173,3 +174,17 @@ def test_bad_option_value_names_the_option(capsys):
 
     assert exit_info.value.code == 2
     assert "--hits-tolerance: 'lots' is not a number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m-instruct", FINE_TUNED], ids=["base", "fine-tuned"])
+def test_real_h100_rerun_passes_against_the_cpu_baseline_under_the_cross_class_rule(capsys, model):
+    # 8 bits moved most: the base model's Error $429.97 -> $1,335.68 and its log error +6.2% on the H100.
+    gpu = BASELINES / model / "cuda-bfloat16" / "8bit.json"
+    if not gpu.exists():
+        pytest.skip(f"{gpu} is not committed")
+
+    code = main(["compare", str(committed(model, "8bit")), str(gpu)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "hardware classes differ (baseline cpu-bfloat16, run cuda-bfloat16): the cross-class rule applies" in out
