@@ -1,4 +1,7 @@
 # Repo-only choices; the plugin itself is registered by the package's entry point.
+import os
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -24,3 +27,15 @@ def model_cache():
     cache = ModelCache()
     yield cache
     cache.clear()
+
+
+@pytest.fixture(scope="module")
+def data_dir(pytestconfig: pytest.Config) -> Path:
+    """The real items: a folder with test.jsonl and train.jsonl, from $PRICER_DATA."""
+    from pricer.data import DATA_ENV
+
+    source = os.environ.get(DATA_ENV)
+    if not source:
+        pytest.skip(f"{DATA_ENV} is not set; point it at a folder with test.jsonl and train.jsonl")
+    # Absolute: pytester runs each project in its own folder, where a relative path names nothing.
+    return pytestconfig.invocation_params.dir / source

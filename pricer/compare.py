@@ -103,7 +103,9 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
     items = [Item(index=b.index, prompt="", price=truths.get(b.index, b.truth), title=b.title) for b in baseline.items]
     result: RunResult = score_run(run.name, items, [run.predictions[i] for i in wanted])
     fingerprint = run.fingerprint or baseline.fingerprint
-    verdict = compare(baseline, result, fingerprint, config, cross_class=cross_class, intervals=intervals)
+    classes = (_class_of(baseline.path, baseline.fingerprint), _class_of(run.path, fingerprint))
+    verdict = compare(baseline, result, fingerprint, config, cross_class=cross_class, classes=classes,
+                      intervals=intervals)
     # A baseline-format run is itself a baseline: copying it over accepts it (its history says why it moved).
     accept = f"cp {run.path} {baseline.path}" if run.fingerprint is not None else ""
     return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes), accept=accept)

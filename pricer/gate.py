@@ -238,7 +238,7 @@ def detectable(baseline: Baseline, config: GateConfig) -> tuple[Detectable, ...]
 
 
 def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config: GateConfig, *,
-            cross_class: bool = False, intervals: bool = True) -> Verdict:
+            cross_class: bool = False, classes: tuple[str, str] | None = None, intervals: bool = True) -> Verdict:
     """Fail when the run is not comparable, breaks a plain limit, or is measurably worse than its baseline on
     any course measure. `cross_class`: the baseline was made on purpose on another hardware class. `intervals`:
     False skips the bootstrap CIs, which never change a verdict."""
@@ -287,7 +287,9 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
         for i in moved_most(lead.measure, count=WORST_SHOWN)
         for b, x in [(baseline.items[i], now_items[i])]
     ]
-    classes = (hardware_class(baseline.fingerprint), hardware_class(fingerprint))
+    # The callers know the classes (a folder's name); a fingerprint's device and dtype are the width's, which
+    # at 8 and 32 bits are not the class's.
+    classes = classes or (hardware_class(baseline.fingerprint), hardware_class(fingerprint))
     return Verdict(
         passed=not reasons, name=run.name, reasons=tuple(reasons), noise=tuple(noise),
         baseline_error=math.fsum(error.measure.before) / len(error.measure.before), now_error=m.error,

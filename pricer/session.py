@@ -11,7 +11,7 @@ from pricer.baselines import Baseline, baseline_path, read_baseline, write_basel
 from pricer.data import DataSpec, Item, items_digest, load_items
 from pricer.errors import BaselineError, OptionError
 from pricer.evaluate import RunResult, evaluate
-from pricer.fingerprint import DECISIVE, Fingerprint, commit_info, machine_info
+from pricer.fingerprint import DECISIVE, Fingerprint, machine_info
 from pricer.gate import Detectable, GateConfig, Tax, Verdict, compare, quantization_ladder
 
 MEANINGLESS_SHARE = 0.25  # a gate that cannot see a 25% worsening protects nothing
@@ -183,8 +183,6 @@ class EvalSession:
             predictor = train_classic(s.predictor, train)
             flat |= {"predictor": s.predictor, "train_sha256": items_digest(train)}
         else:
-            from pricer.predict import LLMPredictor
-
             loaded = self.model(width)
             predictor = self._llm_predictor(width, loaded)
             info = loaded.info.to_dict()
@@ -234,7 +232,8 @@ class EvalSession:
         except BaselineError as exc:
             self.outcomes.append(Outcome(width=width, path=path, text=str(exc), passed=False))
             raise
-        verdict = compare(baseline, run, self.fingerprint(width), self.settings.gate, cross_class=self.cross_class)
+        verdict = compare(baseline, run, self.fingerprint(width), self.settings.gate, cross_class=self.cross_class,
+                          classes=(self.baseline_class, self.hardware_class))
         self.outcomes.append(Outcome(width=width, path=path, text=self._summary_line(width, baseline, verdict),
                                      passed=verdict.passed))
         return verdict

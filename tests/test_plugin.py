@@ -8,13 +8,11 @@ from __future__ import annotations
 import glob
 import importlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from pricer.data import DATA_ENV
 
 GATED_N = 250  # the course's test size: enough items for the paired test to see a planted regression
 SMALL_N = 50  # where the point is not statistical; the plugin warns below this many items
@@ -63,16 +61,6 @@ def late_imports_done_before_any_run() -> None:
     """Import LATE_IMPORTS in this process before the first in-process run."""
     for name in LATE_IMPORTS:
         importlib.import_module(name)
-
-
-@pytest.fixture(scope="module")
-def data_dir(pytestconfig: pytest.Config) -> Path:
-    """The real items: a folder with test.jsonl and train.jsonl."""
-    source = os.environ.get(DATA_ENV)
-    if not source:
-        pytest.skip(f"{DATA_ENV} is not set; point it at a folder with test.jsonl and train.jsonl")
-    # Absolute: pytester runs each project in its own folder, where a relative path names nothing.
-    return pytestconfig.invocation_params.dir / source
 
 
 def write_baseline(folder: Path, data: Path, *, predictor: str, n: int) -> Path:

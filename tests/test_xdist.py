@@ -11,7 +11,6 @@ import argparse
 import importlib
 import json
 import multiprocessing
-import os
 import re
 import shutil
 import types
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pricer import workers
-from pricer.data import DATA_ENV, DataSpec, Item
+from pricer.data import DataSpec, Item
 from pricer.evaluate import score_run
 from pricer.fingerprint import Fingerprint
 from pricer.predict import Prediction
@@ -45,14 +44,6 @@ LLM_BITS = (16, 32)  # no bitsandbytes: the fastest widths to load
 def late_imports_done_before_any_run() -> None:
     for name in LATE_IMPORTS:
         importlib.import_module(name)
-
-
-@pytest.fixture(scope="module")
-def data_dir(pytestconfig: pytest.Config) -> Path:
-    source = os.environ.get(DATA_ENV)
-    if not source:
-        pytest.skip(f"{DATA_ENV} is not set; point it at a folder with test.jsonl and train.jsonl")
-    return pytestconfig.invocation_params.dir / source
 
 
 @pytest.fixture
