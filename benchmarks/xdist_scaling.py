@@ -127,8 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs[label] = measure(pytest_command(n=args.n, bits=args.bits, workers=workers, baselines=baselines))
 
     serial, spread = runs["serial"], runs[f"n{args.workers}"]
-    same = ([line for line in serial["gate_lines"] if not line.startswith("models loaded")]
-            == [line for line in spread["gate_lines"] if not line.startswith("models loaded")])
+    # The "models loaded" line names the workers under -n; every verdict and ladder line must be the same.
+    def verdicts(lines: list[str]) -> list[str]:
+        return [line for line in lines if line.strip() and not line.startswith("models loaded")]
+
+    same = verdicts(serial["gate_lines"]) == verdicts(spread["gate_lines"])
     for label, run in runs.items():
         print(f"{label:>7}: {run['wall_s']:8.1f} s  peak {run['peak_rss_tree_mb']:8.1f} MB over {run['processes']} "
               f"processes  load {run['load_average_before']:.1f} -> {run['load_average_after']:.1f}  {run['outcomes']}")
