@@ -409,7 +409,7 @@ def test_real_train_split_prompts_end_without_the_answer(real_data: str) -> None
     assert all(item.prompt.endswith(PRICE_PREFIX) for item in items)
 
 
-# Issue 13: inputs that gave a traceback, a silent pass or an error naming the wrong cause.
+# Inputs that once gave a traceback, a silent pass or an error naming the wrong cause.
 
 
 def folder_with_test_split(tmp_path: Path, test_text: str) -> Path:
