@@ -13,6 +13,7 @@ from pricer.baselines import Baseline, read_baseline
 from pricer.data import Item
 from pricer.errors import DataError
 from pricer.evaluate import RunResult, score_run
+from pricer.files import read_text
 from pricer.fingerprint import FieldChange, Fingerprint
 from pricer.gate import GateConfig, Verdict, compare, hardware_class
 from pricer.predict import Prediction
@@ -49,12 +50,7 @@ def read_run(path: Path) -> RunFile:
     """A baseline-format file (read strictly, checksum included) or JSON Lines of
     {"index": 1, "guess": 12.99, "completion": "12.99", "parsed": true} rows (completion and parsed optional)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read ({exc})") from None
+    text = read_text(path, error=DataError)
     if _is_baseline(text):
         baseline = read_baseline(path)
         return RunFile(path=path, name=baseline.name, fingerprint=baseline.fingerprint,

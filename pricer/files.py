@@ -82,15 +82,20 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, dumps_json(obj))
 
 
-def read_json(path: Path, *, error: type[PricerError] = PricerError) -> dict[str, Any]:
-    """Read a JSON object, raising `error` naming the file when it is missing, truncated or not an object."""
-    path = Path(path)
+def read_text(path: Path, *, error: type[PricerError] = PricerError) -> str:
+    """A UTF-8 file's text, raising `error` naming the file when it is missing or unreadable."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot be read ({exc})") from None
+
+
+def read_json(path: Path, *, error: type[PricerError] = PricerError) -> dict[str, Any]:
+    """Read a JSON object, raising `error` naming the file when it is missing, truncated or not an object."""
+    path = Path(path)
+    text = read_text(path, error=error)
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
