@@ -145,12 +145,27 @@ def _parse_accuracy(data: bytes, path: Path) -> list[AccuracyEntry]:
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
+            _refuse_other_document(text, path)
             raise HistoryError(f"{where}: not valid JSON ({exc.msg}); the line may be truncated or hand-edited: "
                                "restore it from version control or delete it") from None
         if not isinstance(raw, dict):
             raise HistoryError(f"{where}: expected a JSON object, found {type(raw).__name__}")
         entries.append(AccuracyEntry.from_dict(raw, where=where))
     return entries
+
+
+def _refuse_other_document(text: str, path: Path) -> None:
+    """A whole, valid JSON document is another kind of file, not a damaged history: say which, never "delete it"."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return
+    if isinstance(document, dict) and "benchmarks" in document and "machine_info" in document:
+        raise HistoryError(f"{path}: a pytest-benchmark run, not an accuracy history; read it with "
+                           f"--benchmark-storage {path.parent.parent} (the folder above its machine's folder), and "
+                           "give --accuracy-history the JSON Lines that `pytest -m eval --pricer-history PATH` writes")
+    raise HistoryError(f"{path}: one JSON document, not an accuracy history (JSON Lines written by "
+                       "`pytest -m eval --pricer-history PATH`, one entry per line)")
 
 
 def append_accuracy(path: Path, entries: Sequence[AccuracyEntry]) -> None:

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pricer.errors import BaselineError
+from pricer.errors import BaselineError, PricerError
 from pricer.evaluate import RunResult
-from pricer.files import dumps_json, read_json, write_json
+from pricer.files import dumps_json, read_json, read_text, write_json
 from pricer.fingerprint import Fingerprint, commit_info, today
 from pricer.metrics import Metrics
 
 FORMAT = 1
+NOT_A_BASELINE = ("JSON Lines (one object per line, as guesses for `pricer compare RUN` are), not a baseline, which is "
+                  "one JSON object as --update-baselines and --pricer-save-runs write it")
 METRIC_FIELDS = ("n", "error", "error_ci", "rmsle", "hits", "mse", "r2", "unparsed")
 
 
@@ -100,8 +102,15 @@ def write_baseline(
 
 def read_baseline(path: Path) -> Baseline:
     """Read a baseline, failing with the file's name when it is missing, truncated or hand-edited."""
-    raw = read_json(path, error=BaselineError)
+    try:
+        raw = read_json(path, error=BaselineError)
+    except BaselineError:
+        if json_lines(path):  # not a damaged baseline, which "may be truncated" would suggest: another kind of file
+            raise BaselineError(f"{path}: {NOT_A_BASELINE}") from None
+        raise
     where = str(path)
+    if "format" not in raw and "guess" in raw:  # JSON Lines of one row
+        raise BaselineError(f"{where}: {NOT_A_BASELINE}")
     stored_sum = raw.pop("checksum", None)
     if raw.get("format") != FORMAT:
         raise BaselineError(f"{where}: format {raw.get('format')!r} is not {FORMAT}; regenerate it with --update-baselines")
@@ -132,6 +141,15 @@ def read_baseline(path: Path) -> Baseline:
             for h in _field(raw, "history", list, where)
         ),
     )
+
+
+def json_lines(path: Path) -> bool:
+    """Whether a file is JSON Lines (its first line a whole JSON object), such as the guesses `pricer compare` takes."""
+    try:
+        first = next((line for line in read_text(path).splitlines() if line.strip()), "")
+        return isinstance(json.loads(first), dict)
+    except (PricerError, ValueError):
+        return False
 
 
 def unused_baselines(folder: Path, used: Sequence[Path]) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Charts of a run: the course's truth-against-guess scatter, a grid of them, and the running error with its band.
+"""Charts of a run: the course's truth-against-guess scatter, a grid of them, the running error with its band, and
+what moved against a baseline.
 
 Each chart is rendered to memory and then written atomically, so a failed render never leaves half a file.
 """
@@ -9,9 +10,13 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pricer.errors import OptionError
 from pricer.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from pricer.baselines import BaselineItem
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 DEFAULT_FORMAT = "png"  # for a path without a suffix
@@ -31,6 +36,8 @@ CONFIDENCE = 0.95
 SCATTER_SIZE = (12, 8)  # inches, the course's figsize
 PANEL_SIZE = 5  # inches per square panel of a grid
 POINT_AREA = 12  # points^2; the course's 3 is hard to see on a 1200x800 image
+MOVED_SIZE = (9, 9)  # inches: square, as both axes are guesses on one scale
+MOVED_DOLLARS = 1e-5  # baselines store guesses to 6 decimals; smaller changes are storage rounding
 
 
 def chart_format(path: Path) -> str:
@@ -97,6 +104,65 @@ def running_error_chart(path: Path, *, errors: Sequence[float], title: str) -> N
     axes.set_ylabel("Mean absolute error ($)", parse_math=False)
     axes.set_title(f"{title} Error=${means[-1]:,.2f} ± ${half_widths[-1]:,.2f}", parse_math=False)
     axes.legend(loc="upper right")
+    axes.grid(alpha=0.3)
+    _save(figure, path, fmt)
+
+
+def moved_chart(path: Path, *, items: Sequence[BaselineItem], guesses: Sequence[float], labelled: Sequence[int],
+                title: str) -> None:
+    """What moved against a baseline: each item's baseline guess (x) against its new guess (y) on log axes; on the
+    diagonal nothing moved. A moved item's truth is marked above its baseline guess, so the distance from it tells
+    the new error; items now farther from their truth are red and joined to it, `labelled` ones (item indices)
+    carry their index. `items` are the baseline's (index, truth, guess), in the order of `guesses`."""
+    fmt = chart_format(path)
+    if len(items) != len(guesses) or not len(items):
+        raise OptionError(f"{path}: moved_chart needs one new guess per baseline item ({len(items)} items, "
+                          f"{len(guesses)} guesses)")
+    before = [item.guess for item in items]
+    truths = [item.truth for item in items]
+    if not all(math.isfinite(v) and v >= 0 for v in (*before, *guesses, *truths)):
+        raise OptionError(f"{path}: guesses and truths must be finite numbers >= 0")
+    moved = [abs(n - b) > MOVED_DOLLARS for b, n in zip(before, guesses)]
+    worse = [m and abs(n - t) > abs(b - t) for m, b, n, t in zip(moved, before, guesses, truths)]
+    kinds = (("unchanged", "silver", [not m for m in moved]),
+             ("closer to the truth", "green", [m and not w for m, w in zip(moved, worse)]),
+             ("farther from the truth", "red", worse))
+    limit = max(*before, *guesses, *truths, 1.0) * 1.5
+
+    figure = _figure(MOVED_SIZE)
+    axes = figure.add_subplot()
+    axes.plot([0, limit], [0, limit], color=LINE_COLOR, lw=2, alpha=0.6, label="unchanged guess (y = x)")
+    shown = [i for i, m in enumerate(moved) if m]
+    if shown:
+        axes.scatter([before[i] for i in shown], [truths[i] for i in shown], marker="_", s=60, color="black",
+                     lw=1, label="truth, at the baseline guess")
+    for i in (i for i, w in enumerate(worse) if w):  # how far the new guess is from its truth
+        axes.plot([before[i], before[i]], [truths[i], guesses[i]], color="red", lw=0.6, alpha=0.4)
+    for label, color, chosen in kinds:
+        picked = [i for i, c in enumerate(chosen) if c]
+        if picked:
+            axes.scatter([before[i] for i in picked], [guesses[i] for i in picked], c=color, alpha=0.7, zorder=3,
+                         s=POINT_AREA * (3 if color == "red" else 1), label=f"{label} ({len(picked)})")
+    position = {item.index: i for i, item in enumerate(items)}
+    spots: dict[tuple[float, float], list[int]] = {}  # guesses are often round numbers: items share a point
+    for index in dict.fromkeys(labelled):
+        if index in position:
+            spots.setdefault((before[position[index]], guesses[position[index]]), []).append(index)
+    for (x, y), indices in spots.items():
+        axes.scatter([x], [y], s=POINT_AREA * 8, facecolors="none", edgecolors="black", lw=1, zorder=4)
+        axes.annotate(", ".join(f"#{i}" for i in indices), (x, y), xytext=(8, 6), textcoords="offset points",
+                      fontsize=9, color="darkred", annotation_clip=False)
+    # symlog: linear below $1, logarithmic above, so an unparsed guess of $0 stays on the chart.
+    for scale in (axes.set_xscale, axes.set_yscale):
+        scale("symlog", linthresh=1.0)
+    axes.set_xlim(0, limit)
+    axes.set_ylim(0, limit)
+    axes.set_aspect("equal")
+    axes.set_xlabel("Baseline guess ($)", parse_math=False)
+    axes.set_ylabel("New guess ($)", parse_math=False)
+    axes.set_title(f"{title}: {sum(worse)} of {len(items)} items farther from the truth, "
+                   f"{sum(moved) - sum(worse)} closer", parse_math=False)
+    axes.legend(loc="upper left")
     axes.grid(alpha=0.3)
     _save(figure, path, fmt)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pricer import options
+from pricer import cpu_threads, options
 from pricer.data import DEFAULT_N, DEFAULT_SPLIT, DataSpec, load_items, resolve_source, single_file
 from pricer.errors import OptionError, PricerError
 from pricer.evaluate import RunResult, evaluate
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--model", default="default", metavar="ID_OR_PATH", help="base model. Default: %(default)r")
     tune.add_argument("--bits", type=options.choice("--bits", tuple(map(str, ft.TRAIN_BITS))), default="4", metavar="B",
                       help="width of the frozen base: 4 (QLoRA), 16 or 32. Default: %(default)r")
-    tune.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the adapter and checkpoints")
+    tune.add_argument("--out", type=options.folder("--out"), required=True, metavar="DIR",
+                      help="folder for the adapter and checkpoints")
     tune.add_argument("--steps", type=options.positive_int("--steps"), default=ft.DEFAULT_STEPS, metavar="N",
                       help="optimizer steps. Default: %(default)r (minutes on a CPU; 125 steps of 8 is one epoch of 998 items)")
     tune.add_argument("--lr", type=options.positive_float("--lr"), default=ft.DEFAULT_LR, metavar="X",
@@ -137,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--n", type=options.positive_int("--n"), default=DEFAULT_N, metavar="N",
                      help="test items the classic predictors are scored on. Default: %(default)r")
     res.add_argument("--model", default="default", metavar="ID_OR_PATH", help="Default: %(default)r")
-    res.add_argument("--adapter", type=Path, default=Path("adapters/smollm2-135m-pricer"), metavar="DIR",
+    res.add_argument("--adapter", type=options.existing_path("--adapter"), default=Path("adapters/smollm2-135m-pricer"),
+                     metavar="DIR",
                      help="the fine-tuned adapter whose baselines to show. Default: %(default)s")
     res.add_argument("--baselines", type=options.folder("--baselines"), metavar="DIR",
                      help="Default: baselines in the project (the folder of the pytest ini file at or above the "
@@ -178,10 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--unparsed-tolerance", type=options.share("--unparsed-tolerance"),
                      default=gate.unparsed_tolerance, metavar="SHARE",
                      help="rise of unparsed completions tolerated, as a share of the items. Default: %(default)r")
+    cmp.add_argument("--tail-budget", type=options.budget("--tail-budget"), default=gate.tail_budget, metavar="N",
+                     help="absurd answers (above --tail-factor x both their truth and the baseline's largest answer) "
+                     "a run may add and pass; 'off' turns the tail rule off. Default: %(default)r")
+    cmp.add_argument("--tail-factor", type=options.factor("--tail-factor"), default=gate.tail_factor, metavar="X",
+                     help="how far above the baseline's largest answer, and the item's truth, an answer is absurd. "
+                     "Default: %(default)r")
     cmp.add_argument("--alpha", type=options.significance("--alpha"), default=gate.alpha, metavar="P",
                      help="significance level, Holm-corrected over the measures. Default: %(default)r")
     cmp.add_argument("--cross-class", action="store_true", help="RUN was made on another hardware class on "
                      "purpose: use the cross-class rule (found by itself when RUN is a baseline of another class)")
+    cmp.add_argument("--summary", type=options.output_file("--summary"), metavar="PATH",
+                     help="append the verdict as Markdown to this file, e.g. \"$GITHUB_STEP_SUMMARY\". Default: none")
+    cmp.add_argument("--chart", type=options.output_file("--chart"), metavar="PATH",
+                     help="draw what moved, each item's baseline guess against RUN's (.png, .svg, .pdf). Default: none")
     cmp.set_defaults(run=run_compare)
 
     lad = commands.add_parser(
@@ -203,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before any command imports torch, whose OpenMP runtime reads its wait policy once, when it loads.
+    cpu_threads.apply(os.environ, torch=sys.modules.get("torch"))
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -253,9 +268,11 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def run_results(args: argparse.Namespace) -> int:
     from pricer.project import project_root
-    from pricer.results import collect_results, format_results, results_chart
+    from pricer.results import check_class, collect_results, format_results, results_chart
 
     baselines = args.baselines or project_root(Path.cwd()) / "baselines"
+    if args.hardware_class:  # before the classic predictors train: a class not stored would show nothing
+        check_class(baselines=baselines, model=args.model, adapter=args.adapter, hardware_class=args.hardware_class)
     results = collect_results(data=resolve_source(args.data), n=args.n, model=args.model, adapter=args.adapter,
                               baselines=baselines, course=args.course, hardware_class=args.hardware_class)
     print(format_results(results))
@@ -289,11 +306,30 @@ def run_compare(args: argparse.Namespace) -> int:
 
     config = GateConfig(tolerance_share=args.tolerance, tolerance_dollars=args.tolerance_dollars,
                         log_tolerance=args.log_tolerance, hits_tolerance=args.hits_tolerance,
-                        unparsed_tolerance=args.unparsed_tolerance, alpha=args.alpha)
+                        unparsed_tolerance=args.unparsed_tolerance, alpha=args.alpha,
+                        tail_budget=args.tail_budget, tail_factor=args.tail_factor)
     comparison = compare_files(args.baseline, args.run_file, config, cross_class=args.cross_class)
     for note in comparison.notes:
         print(note)
-    print(f"{args.baseline}: {comparison.verdict.message(accept=comparison.accept)}")
+    verdict = comparison.verdict
+    print(f"{args.baseline}: {verdict.message(accept=comparison.accept)}")
+    chart = args.chart if args.chart and verdict.judgements else None  # no judgements: the items do not pair
+    if chart:
+        from pricer.baselines import read_baseline
+        from pricer.charts import moved_chart
+        from pricer.compare import read_run
+
+        items, run = read_baseline(args.baseline).items, read_run(args.run_file)
+        moved_chart(chart, items=items, guesses=[run.predictions[b.index].guess for b in items],
+                    labelled=[w.index for w in verdict.worst], title=verdict.name)
+        print(f"chart of what moved: {chart}")
+    if args.summary:
+        from pricer.summary import append_document, document, markdown_text, verdict_block
+
+        block = verdict_block(verdict, title=verdict.name, baseline=args.baseline, accept=comparison.accept,
+                              chart=chart, notes=comparison.notes)
+        append_document(args.summary, document([block], heading=f"pricer compare: {markdown_text(args.run_file)}"))
+        print(f"summary appended to {args.summary}")
     return comparison.exit_code
 
 

@@ -3,21 +3,25 @@ matched to a stored baseline's items by index, without running a model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricer.baselines import Baseline, read_baseline
+from pricer.baselines import Baseline, json_lines, read_baseline
 from pricer.data import Item
-from pricer.errors import DataError
+from pricer.errors import BaselineError, DataError
 from pricer.evaluate import RunResult, score_run
 from pricer.files import read_text
 from pricer.fingerprint import FieldChange, Fingerprint
 from pricer.gate import GateConfig, Verdict, compare, hardware_class
 from pricer.predict import Prediction
 from pricer.prompts import parse_price
+
+# Fingerprint fields that say which model at which width made a run: differing, it is another run, not a change.
+IDENTITY_FIELDS = ("predictor", "model", "weights_sha256", "adapter_sha256", "bits", "quantization")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,8 +76,19 @@ def read_run(path: Path) -> RunFile:
 
 def compare_files(baseline_path: Path, run_path: Path, config: GateConfig, *, cross_class: bool = False) -> Comparison:
     """Gate the run file against the baseline; two baselines of different hardware classes use the cross-class rule."""
-    baseline = read_baseline(baseline_path)
-    return compare_run(baseline, read_run(run_path), config, cross_class=cross_class)
+    try:
+        baseline = read_baseline(baseline_path)
+    except BaselineError:
+        if json_lines(baseline_path) and _is_baseline(read_text(run_path, error=DataError)):
+            raise BaselineError(f"{baseline_path} is JSON Lines of guesses and {run_path} is a baseline: the arguments "
+                                f"look swapped; the baseline comes first: pricer compare {run_path} {baseline_path}") \
+                from None
+        raise
+    comparison = compare_run(baseline, read_run(run_path), config, cross_class=cross_class)
+    if any(change.field in IDENTITY_FIELDS for change in comparison.verdict.not_comparable):
+        # Copying another model's (or width's) run over this baseline would store it under the wrong name.
+        comparison = dataclasses.replace(comparison, accept="")
+    return comparison
 
 
 def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_class: bool = False,

@@ -129,9 +129,29 @@ def _read_file(path: Path):  # -> datasets.Dataset
     try:
         with _quiet():
             # A single file is one split, which `datasets` calls "train": the whole file.
-            return datasets.load_dataset(fmt, data_files=str(path), split="train")
+            rows = datasets.load_dataset(fmt, data_files=str(path), split="train")
     except Exception as exc:  # the readers raise many kinds (ArrowInvalid, ParserError, DatasetGenerationError...)
         raise _unreadable([path], exc) from None
+    if fmt == "json" and rows.num_rows == 1 and PRICE_COLUMN not in rows.column_names:
+        _refuse_wrapped_rows(path)
+    return rows
+
+
+def _refuse_wrapped_rows(file: Path) -> None:
+    """DataError for a JSON file that is one object holding the rows ({"rows": [...]}): `datasets` reads it as a
+    single row, which would be reported as too few rows or a missing column."""
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(value, dict):
+        return
+    # A list of objects under a key is the rows; one row of plain columns is a row, reported as such later.
+    held = [key for key, inner in value.items() if isinstance(inner, list) and inner and isinstance(inner[0], dict)]
+    if held:
+        raise DataError(f"{file}: a JSON object (keys {', '.join(map(repr, value))}), not rows; its rows seem to be "
+                        f"under {held[0]!r}: write the rows as a JSON list [{{...}}, ...] or one object per line "
+                        "(JSON Lines)")
 
 
 def _read_folder(path: Path, split: str):  # -> tuple[datasets.Dataset, str]
@@ -152,6 +172,7 @@ def _read_folder(path: Path, split: str):  # -> tuple[datasets.Dataset, str]
     if split not in files:
         raise DataError(f"{path}: unknown split {split!r}; it has {', '.join(sorted(files)) or 'none'}")
     split_files = [Path(str(found)) for found in files[split]]
+    _refuse_twins(path, split, split_files, data_files)
     # Each file on its own, as a single file is read: preparing the whole folder makes one schema for every
     # split, so a string price in one file became "Couldn't cast" with no row, and a dict in a text column was
     # cast to its JSON text. Other splits' files are not read at all.
@@ -159,6 +180,20 @@ def _read_folder(path: Path, split: str):  # -> tuple[datasets.Dataset, str]
     # Rows are numbered within the split; with one file per split that is the file's row.
     where = str(split_files[0]) if len(split_files) == 1 else f"{path} (split {split!r})"
     return rows, where
+
+
+def _refuse_twins(folder: Path, split: str, split_files: Sequence[Path], data_files: Sequence[Path]) -> None:
+    """DataError when a split's file has a twin in another format (test.jsonl and test.csv): `datasets` reads the
+    folder's commonest format and silently ignores the other file."""
+    by_stem: dict[Path, list[Path]] = {}
+    for file in data_files:
+        by_stem.setdefault(file.resolve().with_suffix(""), []).append(file)
+    for found in split_files:
+        twins = by_stem.get(found.resolve().with_suffix(""), [])
+        if len(twins) > 1:
+            names = " and ".join(str(twin.relative_to(folder)) for twin in twins)
+            raise DataError(f"{folder}: {names} both hold split {split!r}; pricer would read only one of them: remove "
+                            "or rename the other")
 
 
 def _concatenated(parts: Sequence, files: Sequence[Path]):  # -> datasets.Dataset
@@ -355,7 +390,8 @@ def _items_from_rows(rows, *, where: str, template: str | None, fields: list[str
         if prompt in first_row_of:
             raise DataError(f"{where}: row {number}: {what}: duplicate of row {first_row_of[prompt]}")
         first_row_of[prompt] = number
-        price = _price_of(row, where=where, row=number)
+        stored = _stored_json(rows, PRICE_COLUMN, number - 1) if row[PRICE_COLUMN] is None else None
+        price = _price_of(row, where=where, row=number, stored=stored)
         items.append(Item(index=number, prompt=prompt, price=price, title=title))
     return items
 
@@ -405,8 +441,19 @@ def _text_of(values: Mapping[str, object], *, where: str, row: int) -> str:
     return prompt_of(text)
 
 
-def _price_of(values: Mapping[str, object], *, where: str, row: int) -> float:
+def _stored_json(rows, column: str, index: int) -> str | None:  # rows: datasets.Dataset
+    """The JSON text `datasets` keeps for a row of a column of mixed types (numbers and text), where it decodes the
+    text "NaN" to None as if the value were missing; None for other columns or a real null."""
+    if type(rows.features.get(column)).__name__ != "Json":
+        return None
+    stored = rows.with_format("arrow")[index].column(column)[0].as_py()
+    return stored if isinstance(stored, str) else None
+
+
+def _price_of(values: Mapping[str, object], *, where: str, row: int, stored: str | None = None) -> float:
     raw = values["price"]
+    if raw is None and stored is not None:
+        raise DataError(f"{where}: row {row}: column 'price': {stored!r} is not a positive number")
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise DataError(f"{where}: row {row}: column 'price' is missing")
     if isinstance(raw, bool):

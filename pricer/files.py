@@ -73,6 +73,28 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def append_text(path: Path, text: str) -> None:
+    """Append `text` in one write to a file opened for appending: writers appending at once never interleave inside
+    it, and a file another program owns (GitHub's $GITHUB_STEP_SUMMARY) keeps being that file, not a replacement."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as handle:
+        handle.write(text.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def ignored_folder(path: Path) -> Path:
+    """A folder of generated files that git ignores by itself (a `.gitignore` of `*` inside, as pytest's cache
+    folder has), so output nobody asked to keep never shows up as a change to commit."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        atomic_write_text(ignore, "# created by pricer: generated files, never committed\n*\n")
+    return path
+
+
 def dumps_json(obj: Any) -> str:
     """Deterministic JSON: sorted keys, two-space indent, rounded floats, trailing newline."""
     return json.dumps(_rounded(obj), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
@@ -85,7 +107,9 @@ def write_json(path: Path, obj: Any) -> None:
 def read_text(path: Path, *, error: type[PricerError] = PricerError) -> str:
     """A UTF-8 file's text, raising `error` naming the file when it is missing or unreadable."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: without a byte-order mark it is plain UTF-8; with one (Windows editors and PowerShell write
+        # it), the mark is dropped, as data files' readers drop it, rather than failing as invalid JSON.
+        return Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

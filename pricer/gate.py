@@ -13,11 +13,9 @@ from pricer.evaluate import RunResult
 from pricer.fingerprint import FieldChange, Fingerprint, differences
 from pricer.measures import CONFIDENCE, ROW_HEADERS, Judgement, McNemar, Measure, PairedMean, judge, moved_most
 from pricer.metrics import score_item
+from pricer.tail import BUDGET, CROSS_CLASS_BUDGET, FACTOR, TailCheck, TailRule, check_tail
 
 ALPHA = 0.05
-POWER = 0.80  # the minimum detectable effect is quoted at the usual 80% power
-RESAMPLES = 9999
-SEED = 0  # resampling is seeded so a verdict never flips between two runs of the same predictions
 WORST_SHOWN = 5
 # What makes a hardware class: greedy decodes of one model differ between these (fingerprint context fields).
 CLASS_FIELDS = ("device", "compute_dtype")
@@ -43,6 +41,10 @@ class GateConfig:
     # of 250): greedy flips turn a handful of guesses absurd or sane again ($50 <-> $50,000), which moved the base
     # model's Error by +451% with Holm p < 0.05 in a simulated no-change rerun; the log error still sees them.
     error_trim: float = 0.05
+    # The tail rule (pricer/tail.py): answers above tail_factor x the baseline's largest and their truth are absurd;
+    # more than tail_budget of them fail, however few, since the tests above cannot see a handful. None: off.
+    tail_factor: float = FACTOR
+    tail_budget: int | None = BUDGET
     alpha: float = ALPHA
     max_error: float | None = None
     min_hits: float | None = None
@@ -51,6 +53,10 @@ class GateConfig:
     def tolerance(self, baseline_error: float) -> float:
         """The larger of the dollar and the relative tolerance of Error."""
         return max(self.tolerance_dollars, self.tolerance_share * baseline_error)
+
+    @property
+    def tail(self) -> TailRule:
+        return TailRule(factor=self.tail_factor, budget=self.tail_budget)
 
     def across_classes(self) -> GateConfig:
         """The cross-class rule: this config with its trimming and tolerances raised to at least CROSS_CLASS's."""
@@ -61,6 +67,7 @@ class GateConfig:
             log_tolerance=max(self.log_tolerance, floor.log_tolerance),
             hits_tolerance=max(self.hits_tolerance, floor.hits_tolerance),
             unparsed_tolerance=max(self.unparsed_tolerance, floor.unparsed_tolerance),
+            tail_budget=None if self.tail_budget is None else max(self.tail_budget, floor.tail_budget or 0),
         )
 
 
@@ -76,7 +83,7 @@ class GateConfig:
 # Error 10%, log error 15% (2.4x the largest seen), Hits 5 points. It still catches the large planted kinds
 # (completions without a price, guesses misaligned with their items, prices cut short): see the README table.
 CROSS_CLASS = GateConfig(error_trim=0.05, tolerance_share=0.10, log_tolerance=0.15, hits_tolerance=0.05,
-                         unparsed_tolerance=0.01)
+                         unparsed_tolerance=0.01, tail_budget=CROSS_CLASS_BUDGET)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,7 +123,23 @@ class Verdict:
     rows: tuple[tuple[str, ...], ...] = ()
     worst: tuple[WorseItem, ...] = field(default_factory=tuple)
     judgements: tuple[Judgement, ...] = ()
+    tail: TailCheck | None = None
     cross_class: str | None = None  # "baseline cpu-bfloat16, now cuda-bfloat16" when gated across classes
+
+    def summary_line(self, width: str) -> str:
+        """One line for the end-of-run summary: status, Error tested and plain, the other measures, the tail."""
+        d = self.delta
+        if d is None:
+            return f"{width}: {self.reasons[0]} ({', '.join(c.field for c in self.not_comparable)})"
+        failed = [j.measure.name for j in self.judgements if j.failed] + (["tail"] if self.tail and self.tail.failed else [])
+        status = "ok" if self.passed else f"WORSE ({', '.join(failed) or 'a plain limit'})"
+        others = "; ".join(f"{j.measure.name} {j.measure.amount(j.worsening)} (p={j.p_holm:.3f})"
+                           for j in self.judgements[1:])
+        mean = round(self.judgements[0].mean_change, 2) + 0.0 if self.judgements else math.nan  # never "-0.00"
+        tail = f"; absurd answers {len(self.tail.items)}" if self.tail else ""
+        return (f"{width}: {status} Error ${self.baseline_error:,.2f} -> ${self.now_error:,.2f} "
+                f"(tested {d.mean:+,.2f}, CI [{d.ci[0]:+,.2f}, {d.ci[1]:+,.2f}], p={d.p_worse:.3f}; mean {mean:+,.2f}); "
+                f"{others}{tail}; detectable ${self.mde:,.2f}, tolerance ${self.tolerance:,.2f}")
 
     def message(self, *, accept: str = "") -> str:
         """The failure text: what, how much, how sure, which items, and how to accept it."""
@@ -133,11 +156,17 @@ class Verdict:
             lines.append("context differs (adds noise; the statistics decide):")
             lines += [f"  {c.field}: baseline {c.baseline!r}, now {c.now!r}" for c in self.noise]
         if self.rows:
-            lines.append(format_table(ROW_HEADERS, self.rows))
+            rows = [*self.rows, self.tail.row()] if self.tail else self.rows
+            lines.append(format_table(ROW_HEADERS, rows))
         if self.judgements:
             lines.append(f"each measure fails when Holm p < {self.judgements[0].alpha} (corrected for "
                          f"{len(self.judgements)} measures) and its change is beyond its tolerance; "
-                         + "; ".join(f"{j.measure.name}: {j.measure.test.label}" for j in self.judgements))
+                         + "; ".join(f"{j.measure.name}: {j.measure.test.label}" for j in self.judgements)
+                         + "; change (mean) is the plain mean per-item change, shown whatever the test")
+        if self.tail and self.tail.items:
+            budget = "off" if self.tail.rule.budget is None else self.tail.rule.budget
+            lines.append(f"absurd answers (tail budget {budget}):")
+            lines += self.tail.lines()
         if self.worst:
             lines.append(f"items whose {self.worst[0].measure} got worse most:")
             lines += [
@@ -150,40 +179,14 @@ class Verdict:
         return "\n".join(lines)
 
 
-def paired_delta(before: Sequence[float], now: Sequence[float], *, confidence: float = 0.95) -> PairedDelta:
-    """Paired comparison of per-item errors: sign-flip permutation p-value and BCa bootstrap CI of the mean."""
-    import numpy as np
-    from scipy import stats
-
-    diffs = np.asarray(now, dtype=float) - np.asarray(before, dtype=float)
-    # Baselines store guesses to 6 decimals; smaller differences are storage rounding, not change.
-    diffs[np.abs(diffs) < 1e-5] = 0.0
-    mean = float(diffs.mean())
-    if not np.any(diffs):
-        return PairedDelta(mean=0.0, ci=(0.0, 0.0), p_worse=1.0, confidence=confidence)
-    rng = np.random.default_rng(SEED)
-    p = stats.permutation_test(
-        (diffs,), np.mean, permutation_type="samples", alternative="greater", n_resamples=RESAMPLES, rng=rng
-    ).pvalue
-    ci = stats.bootstrap((diffs,), np.mean, confidence_level=confidence, n_resamples=RESAMPLES, method="BCa", rng=rng)
-    low, high = ci.confidence_interval
-    if not (math.isfinite(low) and math.isfinite(high)):  # BCa degenerates when few items changed
-        low, high = stats.bootstrap((diffs,), np.mean, confidence_level=confidence, n_resamples=RESAMPLES,
-                                    method="percentile", rng=rng).confidence_interval
-    return PairedDelta(mean=mean, ci=(float(low), float(high)), p_worse=float(p), confidence=confidence)
-
-
-def minimum_detectable_effect(errors: Sequence[float], *, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Smallest mean worsening a one-sided paired test finds with this power, if per-item changes
-    spread as widely as the baseline's errors do (a rule of thumb, printed before gating)."""
-    import numpy as np
-    from scipy import stats
-
-    data = np.asarray(errors, dtype=float)
-    if len(data) < 2:
-        return math.inf
-    z = stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)
-    return float(z * data.std(ddof=1) / math.sqrt(len(data)))
+def paired_delta(before: Sequence[float], now: Sequence[float], *, confidence: float = CONFIDENCE) -> PairedDelta:
+    """The mean per-item change (now - before) with its one-sided p and CI, as the ladder and the history print it:
+    the same sign-flip permutation test and BCa bootstrap as the gate's measures (measures.PairedMean)."""
+    test = PairedMean()
+    worse = [n - b for b, n in zip(before, now)]
+    tested = test.run(worse)
+    return PairedDelta(mean=tested.worsening, ci=test.interval(worse, confidence=confidence), p_worse=tested.p_worse,
+                       confidence=confidence)
 
 
 def hardware_class(fingerprint: Fingerprint) -> str:
@@ -261,6 +264,11 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
                        confidence=CONFIDENCE if intervals else None)
     failed = sorted((j for j in judgements if j.failed), key=lambda j: j.p_holm)
     reasons = [j.reason() for j in failed]
+    tail = check_tail(config.tail, indices=[b.index for b in baseline.items], titles=[b.title for b in baseline.items],
+                      truths=[b.truth for b in baseline.items], before=[b.guess for b in baseline.items],
+                      now=[x.guess for x in now_items])
+    if tail.failed:
+        reasons.insert(0, tail.reason())
 
     m = run.metrics
     unparsed_share = m.unparsed / m.n
@@ -295,7 +303,7 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
         baseline_error=math.fsum(error.measure.before) / len(error.measure.before), now_error=m.error,
         delta=PairedDelta(mean=error.worsening, ci=error.ci, p_worse=error.p_worse, confidence=CONFIDENCE),
         tolerance=error.measure.tolerance, mde=error.detectable, rows=tuple(rows), worst=tuple(worst),
-        judgements=judgements,
+        judgements=judgements, tail=tail,
         cross_class=f"baseline {classes[0]}, now {classes[1]}" if cross_class else None,
     )
 

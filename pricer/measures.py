@@ -4,6 +4,7 @@ judged together with Holm's correction so that testing four measures does not qu
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -65,6 +66,9 @@ class PairedMean:
             # Flipping the sign of an unchanged item changes nothing: permuting only the changed items gives the
             # same test, exact when 13 or fewer changed (2**13 < RESAMPLES), and 4x faster on typical reruns.
             sample, statistic = diffs[diffs != 0], np.sum
+        if len(sample) == 1:
+            # scipy needs two observations; the exact test of one change is its two signs: p = 1/2 if it got worse.
+            return Tested(worsening=float(self.statistic(diffs)), p_worse=0.5 if sample[0] > 0 else 1.0)
         p = stats.permutation_test((sample,), statistic, permutation_type="samples", alternative="greater",
                                    n_resamples=RESAMPLES, rng=rng).pvalue
         return Tested(worsening=float(self.statistic(diffs)), p_worse=float(p))
@@ -76,13 +80,18 @@ class PairedMean:
         diffs = _cleaned(worse)
         if not np.any(diffs):
             return (0.0, 0.0)
-        ci = stats.bootstrap((diffs,), self.statistic, confidence_level=confidence, n_resamples=RESAMPLES,
-                             method="BCa", rng=np.random.default_rng(SEED)).confidence_interval
-        low, high = ci
-        if not (math.isfinite(low) and math.isfinite(high)):  # BCa degenerates when few items changed
-            low, high = stats.bootstrap((diffs,), self.statistic, confidence_level=confidence,
-                                        n_resamples=RESAMPLES, method="percentile",
-                                        rng=np.random.default_rng(SEED)).confidence_interval
+        with warnings.catch_warnings():
+            # BCa degenerates when few items changed (scipy warns, then returns NaN): the percentile CI stands in.
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # its acceleration divides 0 by 0 on the way there
+            low, high = stats.bootstrap((diffs,), self.statistic, confidence_level=confidence, n_resamples=RESAMPLES,
+                                        method="BCa", rng=np.random.default_rng(SEED)).confidence_interval
+            if not (math.isfinite(low) and math.isfinite(high)):
+                low, high = stats.bootstrap((diffs,), self.statistic, confidence_level=confidence,
+                                            n_resamples=RESAMPLES, method="percentile",
+                                            rng=np.random.default_rng(SEED)).confidence_interval
+        if not (math.isfinite(low) and math.isfinite(high)):  # one changed item: every resample agrees or none
+            low = high = float(self.statistic(diffs))
         return (float(low), float(high))
 
     def detectable(self, values: Sequence[float], *, alpha: float) -> float:
@@ -194,6 +203,13 @@ class Judgement:
         return self.p_holm < self.alpha
 
     @property
+    def mean_change(self) -> float:
+        """The plain mean per-item change (positive = worse), whatever statistic the test used: a trimmed Error
+        never hides a few huge changes from the reader."""
+        worse = self.measure.worse
+        return math.fsum(worse) / len(worse) if worse else 0.0
+
+    @property
     def beyond_tolerance(self) -> bool:
         return self.worsening > self.measure.tolerance
 
@@ -204,10 +220,13 @@ class Judgement:
     @property
     def relative(self) -> str:
         """The worsening as a share of the baseline's level, for measures that are not themselves shares."""
+        return self._share(self.worsening)
+
+    def _share(self, worsening: float) -> str:
         base = math.fsum(self.measure.before) / len(self.measure.before) if self.measure.before else 0.0
         if self.measure.unit == "%" or not base:
             return ""
-        return f" ({100 * self.worsening / base:+.1f}%)"
+        return f" ({100 * worsening / base:+.1f}%)"
 
     def reason(self) -> str:
         """One line naming the measure, by how much, beyond what, and how sure."""
@@ -217,17 +236,19 @@ class Judgement:
                 f"({m.test.label}, p={p_text(self.p_worse)})")
 
     def row(self, limit: str = "-") -> tuple[str, ...]:
-        """(measure, baseline, now, change, CI, p, Holm p, tolerance, detectable, limit) for the verdict's table."""
+        """(measure, baseline, now, tested change, mean change, CI, p, Holm p, tolerance, detectable, limit, verdict)
+        for the verdict's table."""
         m = self.measure
         # The CI is of the worsening; shown in the measure's own direction (a drop of Hits reads negative).
         low, high = (m.amount(self.ci[0]), m.amount(self.ci[1])) if m.higher_is_worse else (m.amount(self.ci[1]), m.amount(self.ci[0]))
         ci = "-" if any(math.isnan(x) for x in self.ci) else f"[{low}, {high}]"
-        return (m.name, m.level(m.before), m.level(m.now), m.amount(self.worsening) + self.relative, ci,
+        return (m.name, m.level(m.before), m.level(m.now), m.amount(self.worsening) + self.relative,
+                m.amount(self.mean_change) + self._share(self.mean_change), ci,
                 p_text(self.p_worse), p_text(self.p_holm), m.amount(m.tolerance), m.amount(self.detectable, signed=False),
                 limit, "WORSE" if self.failed else "ok")
 
 
-ROW_HEADERS = ["measure", "baseline", "now", "change", "95% CI", "p", "Holm p", "tolerance", "detectable", "limit", "verdict"]
+ROW_HEADERS = ["measure", "baseline", "now", "change (tested)", "change (mean)", "95% CI", "p", "Holm p", "tolerance", "detectable", "limit", "verdict"]
 
 
 def p_text(p: float) -> str:

@@ -21,8 +21,9 @@ def bits_list(option: str) -> Callable[[str], tuple[int, ...]]:
                 raise argparse.ArgumentTypeError(
                     f"{option}: {part!r} is not one of {', '.join(map(str, BITS))}"
                 )
-            if int(part) not in widths:
-                widths.append(int(part))
+            if int(part) in widths:  # "4,4" is a typo for another width more often than a wish to run 4 once
+                raise argparse.ArgumentTypeError(f"{option}: {int(part)} is given twice")
+            widths.append(int(part))
         return tuple(widths)
 
     return parse
@@ -62,6 +63,35 @@ def share(option: str) -> Callable[[str], float]:
         number = number / 100 if value.strip().endswith("%") else number
         if number > 1:
             raise argparse.ArgumentTypeError(f"{option}: {value!r} is more than 100%")
+        return number
+
+    return parse
+
+
+def budget(option: str) -> Callable[[str], int | None]:
+    """A count of items allowed, or "off" (None): the tail rule's budget."""
+
+    def parse(value: str) -> int | None:
+        if str(value).strip().lower() == "off":
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is not a whole number or 'off'") from None
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} must be 0 or more, or 'off'")
+        return number
+
+    return parse
+
+
+def factor(option: str) -> Callable[[str], float]:
+    """A multiple above 1, e.g. 10 (or 10x)."""
+
+    def parse(value: str) -> float:
+        number = positive_float(option)(str(value).strip().removesuffix("x"))
+        if number <= 1:
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} must be above 1, e.g. 10")
         return number
 
     return parse
@@ -126,12 +156,16 @@ def template(option: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         from pricer.data import template_columns
         from pricer.errors import DataError
+        from pricer.prompts import PRICE_PREFIX
 
         text = re.sub(r"\\([nt\\])", lambda match: _ESCAPES[match.group(1)], value)
         try:
             template_columns(text)
         except DataError as exc:
             raise argparse.ArgumentTypeError(f"{option}: {exc}") from None
+        if PRICE_PREFIX not in text:  # as a row's text without it is refused: the model would not be asked a price
+            raise argparse.ArgumentTypeError(f"{option}: template {text!r} does not contain {PRICE_PREFIX!r}: a "
+                                             "prompt ends there, where the model writes the price; end it with that")
         return text
 
     return parse

@@ -10,6 +10,8 @@ import configparser
 import tomllib
 from pathlib import Path
 
+from pricer.errors import OptionError
+
 # pytest's ini files in its own order of precedence, with the section each must hold to count.
 INI_FILES = (("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", None), ("tox.ini", "pytest"),
              ("setup.cfg", "tool:pytest"))
@@ -41,13 +43,24 @@ def ini_value(path: Path | None, key: str) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def ini_settings(path: Path) -> dict:
+    """The pytest section of an ini file found by ini_file (key -> value as read); empty when it sets nothing."""
+    return _ini_section(path, dict(INI_FILES)[path.name]) or {}
+
+
 def _ini_section(path: Path, section: str | None) -> dict | None:
     try:
         if path.name == "pyproject.toml":
             with path.open("rb") as handle:
                 return tomllib.load(handle).get("tool", {}).get("pytest", {}).get("ini_options")
+    except tomllib.TOMLDecodeError as exc:
+        # Passed over, the project would seem to have no settings, and a command would find nothing to show.
+        raise OptionError(f"{path}: not valid TOML ({exc}); pytest cannot read it either") from None
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
         parser = configparser.ConfigParser(interpolation=None)
         parser.read(path, encoding="utf-8")
         return dict(parser[section]) if parser.has_section(section) else None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, configparser.Error):
+    except (OSError, UnicodeDecodeError, configparser.Error):
         return None  # pytest itself reports a broken ini file; here it only means "not this one"

@@ -17,6 +17,9 @@ MARKERS = {
     "benchmark": "timing with pytest-benchmark; run with -m benchmark",
     "gpu": "needs a CUDA GPU; skipped without one",
 }
+# Where a failing width's chart of what moved goes without --pricer-charts, beside the ini file; the folder ignores
+# itself in git (a .gitignore of `*`), as .pytest_cache does.
+DEFAULT_CHARTS = ".pricer/charts"
 # (option, ini name, parser or None for text, default, metavar, help)
 OPTIONS: list[tuple[str, str, Callable[[str], Any] | None, Any, str, str]] = [
     ("--pricer-data", "pricer_data", None, None, "SOURCE",
@@ -63,6 +66,11 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any] | None, Any, str, str]] = [
     ("--pricer-unparsed-tolerance", "pricer_unparsed_tolerance", options.share("--pricer-unparsed-tolerance"), 0.01,
      "SHARE", "rise of completions without a price tolerated even when significant, as a share of the items. "
      "Default: %(default)r"),
+    ("--pricer-tail-budget", "pricer_tail_budget", options.budget("--pricer-tail-budget"), 1, "N",
+     "absurd answers (above --pricer-tail-factor x both their truth and the baseline's largest answer) a run may "
+     "add and pass; 'off' turns the tail rule off (across classes at least 2). Default: %(default)r"),
+    ("--pricer-tail-factor", "pricer_tail_factor", options.factor("--pricer-tail-factor"), 10.0, "X",
+     "how far above the baseline's largest answer, and the item's truth, an answer is absurd. Default: %(default)r"),
     ("--pricer-alpha", "pricer_alpha", options.significance("--pricer-alpha"), 0.05, "P",
      "significance level of the paired tests, Holm-corrected over the measures. Default: %(default)r"),
     ("--pricer-max-error", "pricer_max_error", options.non_negative_float("--pricer-max-error"), None, "DOLLARS",
@@ -77,16 +85,32 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any] | None, Any, str, str]] = [
      "machine to this JSON Lines file (relative to the ini file), read by `pricer history`. Default: none"),
     ("--pricer-save-runs", "pricer_save_runs", None, None, "DIR", "store each width's run in DIR (relative to the "
      "ini file; the baseline format) for `pricer ladder DIR...` over CI jobs that gate one width each. Default: none"),
+    ("--pricer-summary", "pricer_summary", None, None, "PATH", "append the gate's verdicts as Markdown to this file "
+     "(relative to the ini file), e.g. \"$GITHUB_STEP_SUMMARY\": per width the measures, the items that moved most, "
+     "the chart and the accepting command. Default: none"),
+    ("--pricer-charts", "pricer_charts", None, None, "DIR", "draw every width's chart of what moved (baseline guess "
+     "against new guess per item) in DIR (relative to the ini file). Default: only failing widths', in "
+     f"{DEFAULT_CHARTS}"),
     ("--pricer-bench-items", "pricer_bench_items", options.positive_int("--pricer-bench-items"), 8, "N",
      "benchmarks time the first N items' prompts as one batch. Default: %(default)r"),
     ("--pricer-bench-rounds", "pricer_bench_rounds", options.positive_int("--pricer-bench-rounds"), None, "N",
      "timed rounds per benchmark, after warming up until the rounds settle. Default: as pytest-benchmark picks "
      "them, at least --benchmark-min-rounds (5), more to fill --benchmark-max-time"),
 ]
+# Keys that take several values: a TOML list (["4", "8"]) or the command line's text ("4,8").
+LIST_KEYS = ("pricer_bits",)
+# Keys naming a file or folder: `pricer_history = true` would otherwise write a file named "True".
+PATH_KEYS = tuple(ini for _, ini, _, _, metavar, _ in OPTIONS if metavar in ("PATH", "DIR", "SOURCE", "ID_OR_PATH"))
+SWITCH_WORDS = ("true", "false", "yes", "no", "on", "off")
+_EXAMPLES = {"pricer_history": ".benchmarks/pricer-accuracy.jsonl", "pricer_save_runs": "runs",
+             "pricer_baselines": "baselines", "pricer_data": "data"}  # shown when a path key holds a switch
 SETTINGS_KEY = pytest.StashKey["EvalSettings"]()
 SESSION_KEY = pytest.StashKey["EvalSession"]()
 VERDICTS_KEY = pytest.StashKey[dict[str, bool]]()  # width -> gate passed, for the accuracy history
 HISTORY_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the summary, whether it is an error)
+SUMMARIES_KEY = pytest.StashKey[dict[str, str]]()  # width -> its Markdown block, for --pricer-summary
+SUMMARY_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the terminal, whether it is an error)
+CPU_THREADS_KEY = pytest.StashKey["CpuThreads"]()  # how torch's CPU threads wait, and how many
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -94,28 +118,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for flag, ini, parse, default, metavar, help_text in OPTIONS:
         group.addoption(flag, dest=ini, type=parse, default=None, metavar=metavar,
                         help=help_text.replace("%(default)r", repr(default)))
-        parser.addini(ini, help=f"as {flag}", default=None)
+        # linelist takes a TOML list as it is and ini text as one line, in pytest 8 and 9 alike.
+        parser.addini(ini, help=f"as {flag}", default=None, type="linelist" if ini in LIST_KEYS else None)
     group.addoption("--update-baselines", action="store_true", default=False,
                     help="rewrite the baselines from this run (needs --pricer-reason); the run still fails")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # The earliest hook a plugin gets: before conftests and test modules can import torch, whose OpenMP runtime
+    # reads its wait policy from the environment once, when it loads. xdist workers inherit the environment.
+    early_config.stash[CPU_THREADS_KEY] = workers.set_cpu_threads()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    threads = config.stash.get(CPU_THREADS_KEY, None)
+    return threads.line() if threads is not None else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if CPU_THREADS_KEY not in config.stash:  # registered too late for the early hook (e.g. from a conftest)
+        config.stash[CPU_THREADS_KEY] = workers.set_cpu_threads()
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     # Checked now: a usage error raised during collection would show as a collection error with a traceback.
     config.stash[SETTINGS_KEY] = _settings(config)
     config.stash[VERDICTS_KEY] = {}
+    config.stash[SUMMARIES_KEY] = {}
     # Under xdist, workers relay their results to the controller; --pricer-save-runs stores runs for `pricer ladder`.
     save_runs = _option(config, "pricer_save_runs")
     workers.register(config, session=lambda: config.stash.get(SESSION_KEY, None),
                      new_session=lambda: eval_session(config, warn=False), verdicts=config.stash[VERDICTS_KEY],
                      settings=config.stash[SETTINGS_KEY],
-                     save_runs=_project_root(config) / save_runs if save_runs else None)
+                     save_runs=_project_root(config) / save_runs if save_runs else None,
+                     summaries=config.stash[SUMMARIES_KEY])
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which turns a missing --dist into "load"
-def pytest_cmdline_main(config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Iterator[None]:
+    # A wrapper runs before every plain implementation: xdist's, also tryfirst, turns a missing --dist into "load",
+    # and which of two tryfirst hooks runs first depends on the order the plugins were installed in.
     workers.default_to_loadgroup(config.option)
+    return (yield)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -149,8 +193,15 @@ def _value(config: pytest.Config, flag: str, ini: str, parse: Callable[[str], An
     if value is not None:
         return value
     raw = config.getini(ini)
-    if raw in (None, ""):
+    if raw in (None, "", []):
         return default
+    if isinstance(raw, list):
+        if ini not in LIST_KEYS:
+            raise pytest.UsageError(f"ini {ini}: takes one value, not a list ({raw!r})")
+        raw = ",".join(str(part).strip() for part in raw)
+    if ini in PATH_KEYS and raw.strip().lower() in SWITCH_WORDS:
+        raise pytest.UsageError(f"ini {ini}: {raw!r} is a switch, not a path; name a file or folder "
+                                f"(relative to the ini file), e.g. {ini} = \"{_EXAMPLES.get(ini, 'NAME')}\"")
     try:
         return parse(raw) if parse else raw
     except argparse.ArgumentTypeError as exc:
@@ -163,6 +214,8 @@ def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
     from pricer.gate import GateConfig
     from pricer.session import EvalSettings
 
+    _refuse_unknown_keys(config)
+    _refuse_misread_paths(config)
     v = {ini: _value(config, flag, ini, parse, default) for flag, ini, parse, default, _, _ in OPTIONS}
     update = config.getoption("update_baselines")
     if update and not (v["pricer_reason"] or "").strip():
@@ -178,11 +231,60 @@ def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
         gate=GateConfig(tolerance_share=v["pricer_tolerance"], tolerance_dollars=v["pricer_tolerance_dollars"],
                         log_tolerance=v["pricer_log_tolerance"], hits_tolerance=v["pricer_hits_tolerance"],
                         unparsed_tolerance=v["pricer_unparsed_tolerance"],
+                        tail_budget=v["pricer_tail_budget"], tail_factor=v["pricer_tail_factor"],
                         alpha=v["pricer_alpha"], max_error=v["pricer_max_error"], min_hits=v["pricer_min_hits"],
                         max_unparsed=v["pricer_max_unparsed"]),
         max_tax_share=v["pricer_max_tax"],
         rerun_args=_rerun_args(config.invocation_params.args),
     )
+
+
+def _refuse_unknown_keys(config: pytest.Config) -> None:
+    """A mistyped pricer key (pricer_tolernce) would leave its option at the default with only pytest's warning."""
+    import difflib
+
+    # pytest's own list of keys no plugin registered (private, in pytest 8 and 9): it only warns about them.
+    unknown = getattr(config, "_get_unknown_ini_keys", lambda: ())()
+    known = [ini for _, ini, *_ in OPTIONS]
+    for key in sorted(k for k in unknown if k.lower().startswith("pricer")):
+        close = difflib.get_close_matches(key.lower().replace("-", "_"), known, n=1)
+        hint = f"did you mean {close[0]}?" if close else "`pytest --help` lists pricer's keys among the ini-options"
+        raise pytest.UsageError(f"{config.inipath}: unknown ini key {key!r}; {hint}")
+
+
+def _refuse_misread_paths(config: pytest.Config) -> None:
+    """`--pricer-data DIR`: pytest picks its ini file before plugins' options are known, so it takes DIR for a test
+    path and looks for the ini file from there; when that moves it off the project's, the project's settings (its
+    pricer keys, markers, addopts) are silently dropped. `--pricer-data=DIR` cannot be misread."""
+    from pricer.errors import PricerError
+    from pricer.project import ini_file, ini_settings
+
+    if config.getoption("inifilename", None) or config.getoption("rootdir", None):
+        return  # the user chose them
+    here = config.invocation_params.dir
+    args = list(config.invocation_params.args)
+    flags = {flag for flag, ini, *_ in OPTIONS if ini in PATH_KEYS}
+    misread = [(flag, value) for flag, value in zip(args, args[1:]) if flag in flags and _exists(here / value)]
+    if not misread:
+        return
+    try:
+        expected = ini_file(here)
+        settings = ini_settings(expected) if expected else {}
+    except PricerError:
+        return  # a broken ini file: pytest reports it
+    found = config.inipath.resolve() if config.inipath else None
+    if not settings or found == expected.resolve():
+        return  # nothing of the project's was dropped
+    flag, value = misread[0]
+    raise pytest.UsageError(f"{flag} {value}: pytest took {value} for a test path while looking for its ini file, so "
+                            f"it read {found or 'no ini file'}, not {expected}; write {flag}={value}")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system names nothing pytest could have taken for a path
+        return False
 
 
 def _project_root(config: pytest.Config) -> Path:
@@ -199,6 +301,12 @@ def _refuse_ignored(config: pytest.Config, v: dict[str, Any]) -> None:
     checks = [(options.folder("--pricer-baselines"), v["pricer_baselines"])]
     if v["pricer_history"]:
         checks.append((options.output_file("--pricer-history"), v["pricer_history"]))
+    if v["pricer_save_runs"]:
+        checks.append((options.folder("--pricer-save-runs"), v["pricer_save_runs"]))
+    if v["pricer_summary"]:
+        checks.append((options.output_file("--pricer-summary"), v["pricer_summary"]))
+    if v["pricer_charts"]:
+        checks.append((options.folder("--pricer-charts"), v["pricer_charts"]))
     for parse, value in checks:
         try:
             parse(str(root / Path(value).expanduser()))
@@ -210,6 +318,10 @@ def _refuse_ignored(config: pytest.Config, v: dict[str, Any]) -> None:
         if given:
             raise pytest.UsageError(f"{given[0]} applies to an LLM; --pricer-predictor {v['pricer_predictor']} "
                                     "has no bits or adapter")
+        if config.getoption("pricer_baseline_class") is not None:
+            raise pytest.UsageError(f"--pricer-baseline-class applies to an LLM; --pricer-predictor "
+                                    f"{v['pricer_predictor']} is the same on every machine, so its baseline has no "
+                                    "hardware class")
     split_given = config.getoption("pricer_split") is not None or config.getini("pricer_split") not in (None, "")
     if split_given and single_file(resolve_source(v["pricer_data"])):
         raise pytest.UsageError(f"--pricer-split {v['pricer_split']}: {resolve_source(v['pricer_data'])} is a single "
@@ -304,27 +416,77 @@ def pricer_run(pricer_session, pricer_width: str):
 class Gate:
     """What an eval test calls: `pricer_gate.check()` fails the test with the verdict's message."""
 
-    def __init__(self, session, width: str, *, verdicts: dict[str, bool] | None = None) -> None:
+    def __init__(self, session, width: str, *, verdicts: dict[str, bool] | None = None,
+                 summaries: dict[str, str] | None = None, properties: list[tuple[str, object]] | None = None,
+                 charts: Path | None = None) -> None:
         self.session, self.width = session, width
         self.verdicts = {} if verdicts is None else verdicts  # width -> passed, for --pricer-history
+        self.summaries = {} if summaries is None else summaries  # width -> Markdown block, for --pricer-summary
+        self.properties = [] if properties is None else properties  # the test's user_properties, for --junitxml
+        self.charts = charts  # --pricer-charts: every width's chart goes there; None: failing widths' only
 
     def check(self) -> None:
         __tracebackhide__ = True
+        from pricer import summary
         from pricer.errors import PricerError
 
         try:
             self._note_detectability()
             verdict = self.session.check(self.width)
+            hardware = self.session.hardware_class
         except PricerError as exc:
             problem = str(exc)
+            self.properties.extend(summary.problem_properties(width=self.width, text=problem,
+                                                              hardware=self.session.hardware_class))
         else:
             self.verdicts[self.width] = verdict.passed
+            path = self.session.baseline_path(self.width)
+            accept = "" if verdict.passed else self.session.accept_command(self.width, reason="why")
+            chart, chart_line = self._chart(verdict)
+            shown = {"baseline": self._shown(path), "hardware": hardware,
+                     "chart": self._shown(chart) if chart else None}
+            self.properties.extend(summary.junit_properties(verdict, width=self.width, **shown))
+            self.summaries[self.width] = "\n".join(summary.verdict_block(verdict, title=self.width, accept=accept,
+                                                                         **shown))
             if verdict.passed:
-                print(verdict.message())
+                print(verdict.message() + chart_line)
                 return
-            accept = self.session.accept_command(self.width, reason="why")
-            problem = f"{self.session.baseline_path(self.width)}: {verdict.message(accept=accept)}"
+            problem = f"{path}: {verdict.message(accept=accept)}{chart_line}"
         pytest.fail(problem, pytrace=False)
+
+    def _chart(self, verdict) -> tuple[Path | None, str]:
+        """The chart of what moved, for a failing width or with --pricer-charts: its path and the message's line."""
+        from pricer.errors import PricerError
+
+        if not verdict.judgements or (verdict.passed and self.charts is None):
+            return None, ""  # no judgements: not comparable, so no items to pair
+        from pricer.baselines import read_baseline
+        from pricer.charts import moved_chart
+        from pricer.files import ignored_folder
+
+        root = self.session.root
+        stored = self.session.baseline_path(self.width)
+        try:  # named as the baseline is under the baselines folder: <model>/<class>/4bit-moved.png
+            name = stored.relative_to(root / self.session.settings.baselines)
+        except ValueError:
+            name = Path(stored.name)
+        name = name.with_name(f"{name.stem}-moved.png")
+        try:
+            folder = self.charts or ignored_folder(root / Path(DEFAULT_CHARTS).parent) / Path(DEFAULT_CHARTS).name
+            path = folder / name
+            moved_chart(path, items=read_baseline(stored).items,
+                        guesses=[p.guess for p in self.session.run(self.width).predictions],
+                        labelled=[w.index for w in verdict.worst], title=verdict.name)
+        except (OSError, PricerError) as exc:  # the verdict stands without its picture
+            return None, f"\nchart of what moved: not drawn ({exc})"
+        return path, f"\nchart of what moved: {path}"
+
+    def _shown(self, path: Path) -> Path:
+        """A path as the summary shows it: relative to the project, where it is inside."""
+        try:
+            return Path(path).relative_to(self.session.root)
+        except ValueError:
+            return Path(path)
 
     def _note_detectability(self) -> None:
         """Before gating: the smallest worsening this n and this baseline can reveal."""
@@ -339,6 +501,7 @@ class Gate:
         note = (f"{self.width}: this gate detects at 80% power a worsening of "
                 + ", ".join(f"{d.measure} {d.text}" for d in found.measures))
         print(note)
+        print(f"{self.width}: {found.tail}")
         if found.note:
             print(f"{self.width}: {found.note}")
         if found.too_coarse:
@@ -347,8 +510,12 @@ class Gate:
 
 @pytest.fixture
 def pricer_gate(request: pytest.FixtureRequest, pricer_session, pricer_width: str) -> Gate:
-    """The gate for this width: compare its run with the stored baseline."""
-    return Gate(pricer_session, pricer_width, verdicts=request.config.stash[VERDICTS_KEY])
+    """The gate for this width: compare its run with the stored baseline; its measures become the test's JUnit
+    properties."""
+    charts = _option(request.config, "pricer_charts")
+    return Gate(pricer_session, pricer_width, verdicts=request.config.stash[VERDICTS_KEY],
+                summaries=request.config.stash[SUMMARIES_KEY], properties=request.node.user_properties,
+                charts=pricer_session.root / Path(charts).expanduser() if charts else None)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -357,6 +524,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if SESSION_KEY in config.stash and workers.finish(config, config.stash[SESSION_KEY]):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # under xdist no test gates the ladder: the controller does
+    if not _append_summary(config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     path = _option(config, "pricer_history")
     # Under xdist the controller appends every worker's widths at once: workers never write the history.
     if not path or workers.worker_id(config) or SESSION_KEY not in config.stash or not config.stash[VERDICTS_KEY]:
@@ -370,6 +539,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     except PricerError as exc:
         config.stash[HISTORY_NOTE_KEY] = (str(exc), True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _append_summary(config: pytest.Config) -> bool:
+    """With --pricer-summary, append the session's Markdown once: serially, or in the xdist controller from what the
+    workers relayed (workers never write it). False when the file cannot be written."""
+    path = _option(config, "pricer_summary")
+    if not path or workers.worker_id(config) or SESSION_KEY not in config.stash:
+        return True
+    eval_run = config.stash[SESSION_KEY]
+    if not eval_run.outcomes:
+        return True  # no width was gated (eval tests deselected): nothing to report
+    from pricer.summary import append_document, session_document
+
+    settings = eval_run.settings
+    text = session_document(model=settings.model_name, widths=settings.widths, outcomes=eval_run.outcomes,
+                            blocks=config.stash[SUMMARIES_KEY], ladder=workers.summary_lines(config))
+    target = eval_run.root / Path(path).expanduser()
+    try:
+        append_document(target, text)
+    except OSError as exc:
+        config.stash[SUMMARY_NOTE_KEY] = (f"{target}: cannot append the summary ({exc.strerror or exc})", True)
+        return False
+    config.stash[SUMMARY_NOTE_KEY] = (f"summary appended to {target}", False)
+    return True
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -396,3 +589,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         for path in unused:
             terminalreporter.line(f"  {path}")
     terminalreporter.line(workers.loads_line(config, session))
+    if SUMMARY_NOTE_KEY in config.stash:
+        note, failed = config.stash[SUMMARY_NOTE_KEY]
+        terminalreporter.line(note, red=failed)

@@ -138,18 +138,32 @@ def classic_rows(*, data: str, n: int) -> list[ResultRow]:
     return rows
 
 
-def collect_results(*, data: str, n: int, model: str, adapter: Path | None, baselines: Path,
-                    course: Path | None, hardware_class: str | None = None) -> Results:
-    """Classic rows, stored base and fine-tuned rows at each width, and the course's table."""
+def _model_names(*, model: str, adapter: Path | None) -> list[tuple[str, str]]:
+    """(kind, baseline folder name) of the base model and, with an adapter, the fine-tuned one."""
     from pricer.data import DataSpec
     from pricer.session import EvalSettings
 
-    rows = classic_rows(data=data, n=n)
-    missing: list[str] = []
     names = [("base", EvalSettings(data=DataSpec(), model=model).model_name)]
     if adapter is not None:
         names.append(("fine-tuned", EvalSettings(data=DataSpec(), model=model, adapter=Path(adapter)).model_name))
-    for kind, name in names:
+    return names
+
+
+def check_class(*, baselines: Path, model: str, adapter: Path | None, hardware_class: str) -> None:
+    """OptionError naming the class asked for and the classes stored, when neither model has baselines of it."""
+    stored = sorted({c for _, name in _model_names(model=model, adapter=adapter)
+                     for c in stored_classes(baselines=baselines, model_name=name)})
+    if stored and hardware_class not in stored:
+        raise OptionError(f"--hardware-class {hardware_class}: no stored baselines of that class under {baselines}; "
+                          f"the classes stored are {', '.join(stored)}")
+
+
+def collect_results(*, data: str, n: int, model: str, adapter: Path | None, baselines: Path,
+                    course: Path | None, hardware_class: str | None = None) -> Results:
+    """Classic rows, stored base and fine-tuned rows at each width, and the course's table."""
+    rows = classic_rows(data=data, n=n)
+    missing: list[str] = []
+    for kind, name in _model_names(model=model, adapter=adapter):
         found, absent = stored_rows(baselines=baselines, model_name=name, kind=kind, hardware_class=hardware_class)
         rows += found
         missing += absent

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pricer.baselines import Baseline, baseline_path, read_baseline, write_baseline
+from pricer.cpu_threads import wait_policy
 from pricer.data import DataSpec, Item, items_digest, load_items
 from pricer.errors import BaselineError, OptionError
 from pricer.evaluate import RunResult, evaluate
@@ -58,6 +60,7 @@ class Detectability:
     measures: tuple[Detectable, ...]
     too_coarse: str | None = None  # a warning: no continuous measure can see a 25% worsening, or n is small
     note: str | None = None  # printed: one measure is coarse but another sees what it misses
+    tail: str = ""  # what the tail rule sees with this baseline, and what it cannot
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,6 +203,8 @@ class EvalSession:
             # How a CPU matmul splits its sums: at 16 bits (bf16) one fine-tuned decode of 250 flipped
             # between 1 and 2 threads.
             flat["torch_threads"] = torch.get_num_threads()
+            # How waiting threads wait (pricer.cpu_threads): speed only, no arithmetic, so never decisive.
+            flat["omp_wait_policy"] = wait_policy(os.environ)
         result = evaluate(predictor, self.items)
         decisive = {k: flat[k] for k in DECISIVE if k in flat}
         context = {k: v for k, v in flat.items() if k not in decisive}
@@ -210,8 +215,21 @@ class EvalSession:
         """Compare the width's run with its baseline; rewrite the baseline when asked (and still fail)."""
         path = self.baseline_path(width)
         self.used_baselines.append(path)
+        asked = self.settings.baseline_class
+        if self.settings.update and asked and not self.settings.predictor and asked != self.hardware_class:
+            # A baseline holds the greedy decodes of the class it was made on: this machine cannot make another's.
+            text = (f"--update-baselines with --pricer-baseline-class {asked}: this machine's hardware class is "
+                    f"{self.hardware_class}, and a baseline is written only for the class it is made on; run the "
+                    f"update on a {asked} machine, or leave out --pricer-baseline-class to rewrite {path}")
+            self.outcomes.append(Outcome(width=width, path=path, text=text, passed=False))
+            raise OptionError(text)
         if not self.settings.update and not path.exists():  # before the minutes a model takes to run
-            text = f"{path}: baseline not found; create it with:\n  {self.accept_command(width, reason='first baseline')}"
+            accept = self.accept_command(width, reason="first baseline")
+            if self.cross_class:  # never the command that would rewrite this machine's own class instead
+                text = (f"{path}: baseline not found; a {self.baseline_class} baseline is made on a "
+                        f"{self.baseline_class} machine, with:\n  {accept}")
+            else:
+                text = f"{path}: baseline not found; create it with:\n  {accept}"
             text += self._other_classes(width, path)
             self.outcomes.append(Outcome(width=width, path=path, text=text, passed=False))
             raise BaselineError(text)
@@ -224,6 +242,9 @@ class EvalSession:
             if previous is not None:
                 delta = round(run.metrics.error - previous.metrics["error"], 2) + 0.0  # never "-0.00"
                 moved = f" (Error ${previous.metrics['error']:,.2f} -> ${run.metrics.error:,.2f}, {delta:+,.2f})"
+                if len(run.items) < len(previous.items):  # e.g. a --pricer-n 4 trial rewriting the committed 250
+                    moved += (f"; WARNING: {len(run.items)} items replace {len(previous.items)}, so later gates "
+                              f"see only {len(run.items)}: restore it from git unless that is meant")
             text = f"{path}: baseline rewritten{moved}, reason: {self.settings.reason}; a rewrite never gates green, re-run to gate"
             self.outcomes.append(Outcome(width=width, path=path, text=text, passed=False))
             raise BaselineError(text)
@@ -234,7 +255,7 @@ class EvalSession:
             raise
         verdict = compare(baseline, run, self.fingerprint(width), self.settings.gate, cross_class=self.cross_class,
                           classes=(self.baseline_class, self.hardware_class))
-        self.outcomes.append(Outcome(width=width, path=path, text=self._summary_line(width, baseline, verdict),
+        self.outcomes.append(Outcome(width=width, path=path, text=verdict.summary_line(width),
                                      passed=verdict.passed))
         return verdict
 
@@ -271,21 +292,26 @@ class EvalSession:
     def detectability(self, width: str) -> Detectability:
         """Per measure, the smallest worsening the gate sees at 80% power, and why it is too coarse, if it is."""
         from pricer.gate import detectable
+        from pricer.tail import visibility
 
         baseline = read_baseline(self.baseline_path(width))
         found = detectable(baseline, self.settings.gate)
+        rule = (self.settings.gate.across_classes() if self.cross_class else self.settings.gate).tail
+        tail = visibility(rule, guesses=[b.guess for b in baseline.items], truths=[b.truth for b in baseline.items])
         n = len(baseline.items)
         if n < SMALL_N:
-            return Detectability(measures=found, too_coarse="too coarse to protect anything; raise --pricer-n")
+            return Detectability(measures=found, tail=tail,
+                                 too_coarse="too coarse to protect anything; raise --pricer-n")
         continuous = [d for d in found if d.share is not None]
         coarse = [d for d in continuous if d.share > MEANINGLESS_SHARE]
         if not coarse:
-            return Detectability(measures=found)
+            return Detectability(measures=found, tail=tail)
         shares = ", ".join(f"{d.measure} {d.share:.0%}" for d in coarse)
         if len(coarse) < len(continuous):  # another measure sees what this one cannot: worth a line, not a warning
             seeing = ", ".join(d.measure for d in continuous if d not in coarse)
-            return Detectability(measures=found, note=f"{shares} of its level: coarse alone; {seeing} is finer")
-        return Detectability(measures=found, too_coarse=f"neither Error nor log error can see a "
+            return Detectability(measures=found, tail=tail,
+                                 note=f"{shares} of its level: coarse alone; {seeing} is finer")
+        return Detectability(measures=found, tail=tail, too_coarse=f"neither Error nor log error can see a "
                                                         f"{MEANINGLESS_SHARE:.0%} worsening ({shares})")
 
     def ladder(self) -> list[Tax]:
@@ -300,20 +326,21 @@ class EvalSession:
 
         s = self.settings
         only = () if s.predictor else ("--pricer-bits", width.removesuffix("bit"))
-        args = (*s.rerun_args, *only, "--update-baselines", "--pricer-reason", reason)
+        args = (*_without_baseline_class(s.rerun_args), *only, "--update-baselines", "--pricer-reason", reason)
         return shlex.join(("pytest", *args))
 
-    def _summary_line(self, width: str, baseline: Baseline, verdict: Verdict) -> str:
-        d = verdict.delta
-        if d is None:
-            return f"{width}: {verdict.reasons[0]} ({', '.join(c.field for c in verdict.not_comparable)})"
-        failed = [j.measure.name for j in verdict.judgements if j.failed]
-        status = "ok" if verdict.passed else f"WORSE ({', '.join(failed) or 'a plain limit'})"
-        others = "; ".join(f"{j.measure.name} {j.measure.amount(j.worsening)} (p={j.p_holm:.3f})"
-                           for j in verdict.judgements[1:])
-        return (f"{width}: {status} Error ${verdict.baseline_error:,.2f} -> ${verdict.now_error:,.2f} "
-                f"({d.mean:+,.2f}, CI [{d.ci[0]:+,.2f}, {d.ci[1]:+,.2f}], p={d.p_worse:.3f}); {others}; "
-                f"detectable ${verdict.mde:,.2f}, tolerance ${verdict.tolerance:,.2f}")
+
+def _without_baseline_class(args: tuple[str, ...]) -> tuple[str, ...]:
+    """Arguments without --pricer-baseline-class: an update writes this machine's own class, and refuses another."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--pricer-baseline-class":
+            skip = True
+        elif not arg.startswith("--pricer-baseline-class="):
+            kept.append(arg)
+    return tuple(kept)
 
 
 def detected_quantization(model: Any) -> str:

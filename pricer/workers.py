@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pricer.cpu_threads import CpuThreads
     from pricer.evaluate import RunResult
     from pricer.fingerprint import Fingerprint
     from pricer.gate import Tax
@@ -26,7 +27,7 @@ RELAY = "pricer_relay"
 GPUS_INPUT = "pricer_gpus"  # workerinput keys: the GPUs the controller found, shared out among workers,
 LOADGROUP_INPUT = "pricer_loadgroup"  # and whether it distributes by group
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"
-THREADS_ENV = "OMP_NUM_THREADS"
+WORKER_ENV, WORKER_COUNT_ENV = "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"  # set in each worker by xdist
 REFERENCE = "32bit"  # the ladder's reference width
 WIDTH_ORDER = ("4bit", "8bit", "16bit", "32bit")
 LADDER_KEY = pytest.StashKey[tuple[tuple[str, bool], ...]]()  # (summary line, whether it reports a failure)
@@ -99,7 +100,14 @@ def warn_about_distribution(config: pytest.Config, items: Sequence[pytest.Item])
     """Once per run (from gw0, which collects what every worker does): benchmarks and a --dist ignoring groups."""
     if worker_id(config) != "gw0":
         return
-    if any(item.get_closest_marker("benchmark") or "benchmark" in getattr(item, "fixturenames", ()) for item in items):
+    benchmarks = any(item.get_closest_marker("benchmark") or "benchmark" in getattr(item, "fixturenames", ())
+                     for item in items)
+    benchmark_session = getattr(config, "_benchmarksession", None)
+    if not benchmarks and hasattr(benchmark_session, "xdist_benchmark_found"):
+        # pytest-benchmark (5.x) notes a benchmark test before `-m eval` deselects it, then warns at exit that
+        # benchmarks are off under xdist in a run that has none; the warning below says so when one does run.
+        benchmark_session.xdist_benchmark_found = False
+    if benchmarks:
         warnings.warn("pytest-benchmark switches itself off under xdist: these benchmarks ran once, untimed; "
                       "run `pytest -m benchmark` without -n", UserWarning, stacklevel=1)
     if not config.getvalue("loadgroup") and any(width_of(item) for item in items):
@@ -108,7 +116,7 @@ def warn_about_distribution(config: pytest.Config, items: Sequence[pytest.Item])
                       UserWarning, stacklevel=1)
 
 
-# ---------------------------------------------------------------- GPUs and threads
+# ---------------------------------------------------------------- GPUs and CPU threads
 
 
 def visible_gpus(environ: Mapping[str, str], *, count: Callable[[], int]) -> list[str]:
@@ -123,11 +131,6 @@ def gpu_for(worker: str, gpus: Sequence[str]) -> str | None:
     return gpus[worker_index(worker) % len(gpus)] if gpus else None
 
 
-def threads_per_worker(cpus: int, workers: int) -> int:
-    """Torch threads for each of `workers` processes sharing `cpus` cores: more threads than cores only spin."""
-    return max(1, cpus // max(1, workers))
-
-
 def cuda_device_count() -> int:
     """GPUs torch sees here (0 without torch or CUDA); the controller asks, as it never runs a model itself."""
     try:
@@ -138,7 +141,7 @@ def cuda_device_count() -> int:
 
 
 def pin_worker(config: pytest.Config, environ: MutableMapping[str, str] = os.environ) -> None:
-    """In worker gwK, before CUDA initializes: only its GPU is visible; the CPU's cores are shared out."""
+    """In worker gwK, before CUDA initializes: only its GPU is visible (its CPU threads: set_cpu_threads)."""
     worker = worker_id(config)
     gpu = gpu_for(worker, config.workerinput.get(GPUS_INPUT, ()))
     if gpu is not None:
@@ -150,18 +153,15 @@ def pin_worker(config: pytest.Config, environ: MutableMapping[str, str] = os.env
                 "may share one GPU. Initialize CUDA inside tests or fixtures, not at import"), stacklevel=2)
         else:
             environ[CUDA_ENV] = gpu
-    if THREADS_ENV not in environ:  # a user's own OMP_NUM_THREADS wins
-        threads = threads_per_worker(_cpus(), int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-        environ[THREADS_ENV] = str(threads)
-        if "torch" in sys.modules:  # read from the environment only when torch starts
-            sys.modules["torch"].set_num_threads(threads)
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the cores this process may use, as a container or taskset limits them
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+def set_cpu_threads(environ: MutableMapping[str, str] = os.environ) -> CpuThreads:
+    """Before torch loads: OpenMP's wait policy and, in an xdist worker, its share of the cores (pricer.cpu_threads).
+    Read from the environment, which xdist sets in a worker before its plugins load, and workers inherit."""
+    from pricer import cpu_threads
+
+    count = int(environ.get(WORKER_COUNT_ENV, "1")) if WORKER_ENV in environ else None
+    return cpu_threads.apply(environ, workers=count, torch=sys.modules.get("torch"))
 
 
 # ---------------------------------------------------------------- relaying results to the controller
@@ -172,8 +172,11 @@ class Relay:
     each report what that test phase added to the session, for the controller."""
 
     def __init__(self, *, worker: str | None, session: Callable[[], EvalSession | None],
-                 verdicts: Mapping[str, bool], save_runs: Path | None) -> None:
+                 verdicts: Mapping[str, bool], save_runs: Path | None,
+                 summaries: Mapping[str, str] | None = None) -> None:
         self.worker, self._session, self._verdicts, self.save_runs = worker, session, verdicts, save_runs
+        self._summaries = {} if summaries is None else summaries  # width -> its Markdown block (--pricer-summary)
+        self._sent_summaries: dict[str, str] = {}
         self._outcomes = self._used = self._loads = 0
         self._runs: set[str] = set()
         self._sent_verdicts: set[str] = set()
@@ -189,7 +192,8 @@ class Relay:
         return report
 
     def _news(self, session: EvalSession, width: str | None) -> dict[str, Any]:
-        """What this phase added: runs (saved when asked), outcomes, used baselines, verdicts, model loads."""
+        """What this phase added: runs (saved when asked), outcomes, used baselines, verdicts, summary blocks, model
+        loads."""
         runs = [w for w in session.runs if w not in self._runs]
         self._runs.update(runs)
         if self.save_runs is not None:
@@ -206,6 +210,9 @@ class Relay:
             payload["used"] = [str(p) for p in used]
         if verdicts := {w: p for w, p in self._verdicts.items() if w not in self._sent_verdicts}:
             payload["verdicts"] = verdicts
+        if summaries := {w: text for w, text in self._summaries.items() if self._sent_summaries.get(w) != text}:
+            payload["summaries"] = summaries
+            self._sent_summaries.update(summaries)
         if (loads := session.models.loads - self._loads) and width is not None:
             payload["loads"] = {width: loads}
         self._outcomes, self._used = len(session.outcomes), len(session.used_baselines)
@@ -221,8 +228,9 @@ class Controller:
     own EvalSession, so the summary, the ladder and --pricer-history work as in a serial run."""
 
     def __init__(self, *, session: Callable[[], EvalSession], verdicts: MutableMapping[str, bool],
-                 settings: EvalSettings) -> None:
+                 settings: EvalSettings, summaries: MutableMapping[str, str] | None = None) -> None:
         self._session, self.verdicts, self.settings = session, verdicts, settings
+        self.summaries = {} if summaries is None else summaries  # width -> the Markdown block its worker rendered
         self.loads: dict[str, list[str]] = {}  # worker -> the widths whose models it loaded
         self._gpus: list[str] | None = None
 
@@ -251,6 +259,7 @@ class Controller:
             session.outcomes.append(Outcome(width=width, path=Path(path), text=text, passed=passed))
         session.used_baselines.extend(Path(p) for p in payload.get("used", ()))
         self.verdicts.update(payload.get("verdicts", {}))
+        self.summaries.update(payload.get("summaries", {}))
         for width, count in payload.get("loads", {}).items():
             self.loads.setdefault(payload["worker"], []).extend([width] * count)
 
@@ -299,8 +308,9 @@ def run_from_payload(raw: Mapping[str, Any]) -> tuple[RunResult, Fingerprint]:
 
 def register(config: pytest.Config, *, session: Callable[[], EvalSession | None],
              new_session: Callable[[], EvalSession], verdicts: MutableMapping[str, bool],
-             settings: EvalSettings, save_runs: Path | None) -> None:
-    """At configure: a worker pins itself and relays; the controller collects; a serial run saves runs if asked."""
+             settings: EvalSettings, save_runs: Path | None, summaries: MutableMapping[str, str] | None = None) -> None:
+    """At configure: a worker pins itself and relays; the controller collects; a serial run saves runs if asked.
+    `summaries`: width -> Markdown block, filled by the gate (serially, in a worker) or by the controller."""
     worker = worker_id(config)
     if worker is not None:
         pin_worker(config)
@@ -309,11 +319,11 @@ def register(config: pytest.Config, *, session: Callable[[], EvalSession | None]
         if config.workerinput.get(LOADGROUP_INPUT):
             config.option.loadgroup = True
     if is_controller(config):  # its workers save the runs
-        config.pluginmanager.register(Controller(session=new_session, verdicts=verdicts, settings=settings),
-                                      "pricer-controller")
+        config.pluginmanager.register(Controller(session=new_session, verdicts=verdicts, settings=settings,
+                                                 summaries=summaries), "pricer-controller")
     elif worker is not None or save_runs is not None:
-        config.pluginmanager.register(Relay(worker=worker, session=session, verdicts=verdicts, save_runs=save_runs),
-                                      "pricer-relay")
+        config.pluginmanager.register(Relay(worker=worker, session=session, verdicts=verdicts, save_runs=save_runs,
+                                            summaries=summaries), "pricer-relay")
 
 
 def finish(config: pytest.Config, session: EvalSession) -> bool:
@@ -394,6 +404,28 @@ def read_saved_run(path: Path) -> SavedRun:
                     fingerprint=stored.fingerprint)
 
 
+def _refuse_mixed_classes(runs: Sequence[SavedRun]) -> None:
+    """A ladder pairs the widths of one hardware class: across classes it would measure the hardware, not the
+    quantization. A run's class is its folder's name (runs/<model>/<class>/4bit.json, as --pricer-save-runs and
+    baselines/ store it); where a folder does not say, the device kind its fingerprint records (its compute dtype is
+    the width's own at 8 and 32 bits, not the class's)."""
+    from pricer.errors import BaselineError
+    from pricer.hardware import CLASS_PATTERN
+
+    def kind(run: SavedRun) -> str | None:
+        device = run.fingerprint.context.get("device")
+        return None if device is None else ("cuda" if str(device).startswith("cuda") else "cpu")
+
+    for label, class_of in (("hardware class", lambda run: run.path.parent.name
+                             if CLASS_PATTERN.match(run.path.parent.name) else None), ("device", kind)):
+        known = [(run, class_of(run)) for run in runs if class_of(run) is not None]
+        for run, found in known[1:]:
+            if found != known[0][1]:
+                raise BaselineError(f"{run.path}: a run of {label} {found}, but {known[0][0].path} is of "
+                                    f"{known[0][1]}; a ladder compares the widths of one hardware class (greedy "
+                                    "decodes differ between classes): pass runs made on one kind of machine")
+
+
 def read_saved_runs(paths: Sequence[Path]) -> dict[str, SavedRun]:
     """The runs stored under the paths (files, or folders searched for *.json): one per width, all of one model on
     the same items, in width order."""
@@ -424,5 +456,6 @@ def read_saved_runs(paths: Sequence[Path]) -> dict[str, SavedRun]:
             if a.get(name) != b.get(name):
                 raise BaselineError(f"{other.path}: not a run of the model and items of {first.path}: {name} is "
                                     f"{b.get(name)!r}, not {a.get(name)!r}")
+    _refuse_mixed_classes(list(runs.values()))
     order = {w: i for i, w in enumerate(WIDTH_ORDER)}
     return dict(sorted(runs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))

@@ -171,3 +171,32 @@ def test_importing_the_module_does_not_load_matplotlib():
     code = "import sys, pricer.charts; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_moved_chart_marks_items_now_farther_from_their_truth_and_labels_the_given_ones(tmp_path, drawn):
+    from pricer.baselines import BaselineItem
+    from pricer.charts import moved_chart
+
+    items = [BaselineItem(index=i, title=f"item {i}", truth=truth, guess=guess, completion=None, parsed=True)
+             for i, truth, guess in ((1, 100.0, 90.0), (2, 50.0, 60.0), (3, 10.0, 30.0))]
+    path = tmp_path / "moved.png"
+
+    # item 1 unchanged; item 2 lost its price (a guess of $0 stays on the symlog axes); item 3 came closer
+    moved_chart(path, items=items, guesses=[90.0, 0.0, 12.0], labelled=[2], title="4bit")
+
+    axes = drawn[0].axes[0]
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    assert (axes.get_xscale(), axes.get_yscale()) == ("symlog", "symlog")
+    assert axes.get_title() == "4bit: 1 of 3 items farther from the truth, 1 closer"
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert {"unchanged (1)", "closer to the truth (1)", "farther from the truth (1)"} <= set(legend)
+    assert [text.get_text() for text in axes.texts] == ["#2"]
+
+
+def test_moved_chart_needs_one_new_guess_per_baseline_item(tmp_path):
+    from pricer.baselines import BaselineItem
+    from pricer.charts import moved_chart
+
+    item = BaselineItem(index=1, title="t", truth=1.0, guess=1.0, completion=None, parsed=True)
+    with pytest.raises(OptionError, match=r"one new guess per baseline item \(1 items, 2 guesses\)"):
+        moved_chart(tmp_path / "moved.png", items=[item], guesses=[1.0, 2.0], labelled=[], title="4bit")

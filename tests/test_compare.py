@@ -188,3 +188,25 @@ def test_real_h100_rerun_passes_against_the_cpu_baseline_under_the_cross_class_r
     out = capsys.readouterr().out
     assert code == 0, out
     assert "hardware classes differ (baseline cpu-bfloat16, run cuda-bfloat16): the cross-class rule applies" in out
+
+
+def test_summary_and_chart_of_a_failing_compare_show_the_failing_measure(tmp_path, capsys):
+    baseline = committed(FINE_TUNED, "8bit")
+    rows = rows_of(baseline)
+    for row in rows[::2]:
+        row["guess"] *= 8
+    summary, chart = tmp_path / "summary.md", tmp_path / "moved.png"
+    summary.write_text("## an earlier step", encoding="utf-8")  # as $GITHUB_STEP_SUMMARY may hold
+
+    code = main(["compare", str(baseline), str(write_rows(tmp_path / "run.jsonl", rows)),
+                 "--summary", str(summary), "--chart", str(chart)])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"chart of what moved: {chart}\nsummary appended to {summary}\n" in out
+    lines = summary.read_text(encoding="utf-8").splitlines()
+    assert lines[:3] == ["## an earlier step", "", lines[2]] and lines[2].startswith("## pricer compare: ")
+    assert "### run: FAILED" in lines and f"Chart of what moved: `{chart}`" in lines
+    assert any(line.startswith("- Error is worse by ") for line in lines)
+    assert any(line.startswith("| Error |") and line.endswith("| WORSE |") for line in lines)
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -15,7 +15,8 @@ from pricer.data import DataSpec, Item, load_items
 from pricer.errors import BaselineError
 from pricer.evaluate import RunResult, score_run
 from pricer.fingerprint import Fingerprint
-from pricer.gate import GateConfig, compare, minimum_detectable_effect, paired_delta, quantization_ladder
+from pricer.gate import GateConfig, compare, paired_delta, quantization_ladder
+from pricer.measures import PairedMean
 from pricer.predict import Prediction
 
 FINGERPRINT = Fingerprint(decisive={"predictor": "random-forest", "data_sha256": "abc", "n": 250},
@@ -198,7 +199,8 @@ def test_paired_delta_is_reproducible():
 def test_minimum_detectable_effect_shrinks_with_more_items():
     rng = random.Random(4)
     errors = [rng.expovariate(1 / 100) for _ in range(1000)]
-    assert minimum_detectable_effect(errors[:1000]) < minimum_detectable_effect(errors[:250]) < minimum_detectable_effect(errors[:40])
+    detectable = PairedMean().detectable
+    assert detectable(errors[:1000], alpha=0.05) < detectable(errors[:250], alpha=0.05) < detectable(errors[:40], alpha=0.05)
 
 
 def test_ladder_reports_each_width_against_32_bits_with_corrected_confidence(clean_run):
@@ -228,7 +230,7 @@ def test_detectability_is_not_made_coarse_by_a_few_absurd_guesses(clean_run, tmp
     found = session.detectability("random-forest")
 
     errors = [s.error for s in absurd.scores]
-    assert minimum_detectable_effect(errors) / absurd.metrics.error > 0.25
+    assert PairedMean().detectable(errors, alpha=0.05) / absurd.metrics.error > 0.25
     assert all(d.share < 0.25 for d in found.measures[:2])
     assert found.too_coarse is None and found.note is None
 

@@ -67,11 +67,50 @@ def test_identical_reruns_and_simulated_hardware_flips_raise_no_alarm(planted, s
 
     for row in rows:
         assert row["new"] == 0, row
-    identical = [r for r in rows if r["kind"] == "identical rerun"]
+    identical = [r for r in rows if r["kind"].startswith("identical rerun")]
     assert [r["max_p_holm_below_1"] for r in identical] == [0, 0]  # p = 1 on every measure
-    assert sum(r["runs"] for r in rows if r["kind"].startswith("simulated")) == 8
-    reruns = [r for r in rows if r["kind"].startswith("real")]
-    if not any(r["runs"] for r in reruns):
+    every_class = sum(len(s.classes) for s in stored)
+    assert sum(r["runs"] for r in identical) == sum(r["runs"] for r in rows if r["kind"].startswith("simulated")) \
+        == every_class
+    across = [r for r in rows if r["kind"].startswith("committed classes")]
+    if not any(r["runs"] for r in across):
         pytest.skip("no baselines of a second hardware class are committed (baselines/<model>/<class>/)")
-    # The real reruns on another hardware class, both ways round, pass under the cross-class rule.
-    assert sum(r["runs"] for r in reruns) == 2 * sum(len(s.classes) - 1 for s in stored)
+    # Every committed class gated against every other, both ways round, passes under the cross-class rule.
+    assert sum(r["runs"] for r in across) == sum(len(s.classes) * (len(s.classes) - 1) for s in stored)
+
+
+def test_real_reruns_made_elsewhere_raise_no_alarm_against_any_class(planted, stored):
+    specs = planted.committed_reruns(ROOT / "benchmarks" / "reruns")
+    if not specs:
+        pytest.skip("no reruns committed under benchmarks/reruns/")
+    reruns = [r for spec in specs for r in planted.read_reruns(spec)]
+
+    rows = planted.quiet_rows(stored, GateConfig(), noise_runs=0, old=False, reruns=reruns)
+
+    elsewhere = [r for r in rows if r["kind"].startswith("real reruns")]
+    assert sum(r["runs"] for r in elsewhere) == sum(len(s.classes) for s in stored for r in reruns
+                                                     if (r.model, r.width) == (s.model, s.width))
+    for row in elsewhere:
+        assert row["new"] == 0, row
+
+
+def test_three_absurd_answers_are_caught_on_the_fine_tuned_model_in_every_class_both_rules(planted, stored):
+    fine_tuned = [s for s in stored if planted.MODELS[s.model] == "fine-tuned"]
+
+    rows = planted.planted_rows(fine_tuned, GateConfig(), runs=1, old=False, kinds=("3 answers become $99,999",))
+
+    assert {r["class"] for r in rows} == {c for s in stored for c in s.classes}
+    for row in rows:
+        assert row["new"] == row["cross"] == row["runs"] == 4, row
+        assert row["caught_by"]["tail"] == row["runs"], row
+
+
+@pytest.mark.parametrize("kind", ["1 answer becomes $99,999", "3 answers x10"])
+def test_rare_small_changes_are_reported_not_failed(planted, stored, kind):
+    """One absurd answer is within the budget; three answers x10 stay below the absurd threshold: both pass, and
+    the table says so rather than hiding them."""
+    rows = planted.planted_rows([s for s in stored if s.width in FAST_WIDTHS], GateConfig(), runs=1, cross=False,
+                                old=False, kinds=(kind,))
+
+    assert all(r["runs"] == 2 for r in rows)
+    assert sum(r["new"] for r in rows) <= sum(r["beyond"] for r in rows)

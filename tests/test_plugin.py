@@ -164,7 +164,7 @@ def test_gate_passes_on_a_clean_rerun_against_the_baseline_it_wrote(project, dat
     result = gate(project, data_dir)
 
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["constant: ok Error $* -> $* (+0.00, CI [[]+0.00, +0.00], p=1.000); *"])
+    result.stdout.fnmatch_lines(["constant: ok Error $* -> $* (tested +0.00, CI [[]+0.00, +0.00], p=1.000; mean +0.00); *"])
 
 
 def test_gate_fails_on_a_planted_regression_and_passes_on_a_clean_rerun(project, data_dir):
@@ -306,7 +306,7 @@ def test_terminal_summary_shows_a_pricer_gate_section_with_one_line_per_width(ba
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
         "*=== pricer gate ===*",
-        "constant: ok Error $* -> $* (+0.00, *); detectable $*, tolerance $*",
+        "constant: ok Error $* -> $* (tested +0.00, *); absurd answers 0; detectable $*, tolerance $*",
         "models loaded: 0",
     ], consecutive=True)
 
@@ -322,3 +322,101 @@ def test_small_n_warns_that_the_gate_can_only_catch_large_regressions(project, d
         "*UserWarning: constant: this gate detects at 80% power a worsening of Error $*, log error *, Hits * pts, "
         "unparsed * pts: too coarse to protect anything; raise --pricer-n",
     ])
+
+
+def answers_changed(positions: tuple[int, ...], guess: str) -> str:
+    """A conftest that changes the classic predictor's answers at these positions (guess: an expression of `p`)."""
+    return f"""
+import pytest
+
+from pricer.classic import ClassicPredictor
+from pricer.predict import Prediction
+
+
+@pytest.fixture(autouse=True)
+def changed_answers(monkeypatch):
+    honest = ClassicPredictor.predict
+
+    def predict(self, items):
+        return [Prediction(guess={guess}, completion=p.completion, parsed=p.parsed) if i in {positions!r} else p
+                for i, p in enumerate(honest(self, items))]
+
+    monkeypatch.setattr(ClassicPredictor, "predict", predict)
+"""
+
+
+def test_gate_fails_on_three_absurd_answers_and_lists_them(baselined, data_dir):
+    baselined.makeconftest(answers_changed((5, 50, 150), "99_999.0"))
+
+    result = gate(baselined, data_dir)
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*constant: FAILED: 3 absurd answers (above $*, 10x the baseline's largest answer $*, and 10x their truth), "
+        "more than the tail budget of 1*",
+        "absurd answers (tail budget 1):",
+        "  #6 *: truth $*, baseline guess $*, now $99,999.00",
+    ])
+
+
+@pytest.mark.parametrize("changed", [(7,), (7, 8), (7, 8, 9)])
+def test_gate_gives_a_verdict_when_one_to_three_answers_change(baselined, data_dir, changed):
+    baselined.makeconftest(answers_changed(changed, "p.guess + 1"))
+
+    result = gate(baselined, data_dir, "-W", "error::RuntimeWarning")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["constant: ok Error $* -> $* (tested *; mean *); *"])
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_failing_gate_puts_the_failing_measure_in_the_summary_the_junit_xml_and_a_chart(baselined, data_dir):
+    import xml.etree.ElementTree as ET
+
+    from pricer.summary import property_slug
+
+    baselined.makeconftest(PLANTED_REGRESSION.replace("3 * p.guess", "8 * p.guess"))  # 3x hides in a constant's error
+
+    result = gate(baselined, data_dir, "--pricer-summary", "summary.md", "--junitxml", "junit.xml")
+
+    result.assert_outcomes(failed=1)
+    shown = [line.removeprefix("chart of what moved: ") for line in result.stdout.lines
+             if line.startswith("chart of what moved: ")]
+    chart = ".pricer/charts/constant/classic-moved.png"
+    assert shown == [str(baselined.path / chart)]
+    assert Path(shown[0]).read_bytes().startswith(PNG_MAGIC)
+    assert (baselined.path / ".pricer" / ".gitignore").read_text(encoding="utf-8").endswith("\n*\n")
+    text = (baselined.path / "summary.md").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[:3] == ["## pricer gate: constant: FAILED (constant)", "", "### constant: FAILED"]
+    failing = [line[2:].split(" is worse by ")[0] for line in lines
+               if line.startswith("- ") and " is worse by " in line]
+    assert "Error" in failing
+    for measure in failing:
+        assert any(line.startswith(f"| {measure} |") and line.endswith("| WORSE |") for line in lines), measure
+    assert f"Chart of what moved: `{chart}`" in lines
+    assert "--pricer-predictor constant" in text and "--update-baselines --pricer-reason why" in text
+    properties = {p.get("name"): p.get("value") for p in ET.parse(baselined.path / "junit.xml").iter("property")}
+    assert properties["pricer.verdict"] == "FAILED" and properties["pricer.width"] == "constant"
+    assert {properties[f"pricer.{property_slug(measure)}.verdict"] for measure in failing} == {"WORSE"}
+    assert properties["pricer.hardware_class"] == "none" and properties["pricer.chart"] == chart
+    result.stdout.fnmatch_lines([f"summary appended to {named(baselined.path / 'summary.md')}"])
+
+
+def test_passing_gate_draws_its_chart_only_when_pricer_charts_asks(baselined, data_dir):
+    quiet = gate(baselined, data_dir)
+    asked = gate(baselined, data_dir, "--pricer-charts", "charts")
+
+    quiet.assert_outcomes(passed=1)
+    asked.assert_outcomes(passed=1)
+    assert not (baselined.path / ".pricer").exists()
+    assert (baselined.path / "charts" / "constant" / "classic-moved.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_summary_path_naming_a_folder_is_a_usage_error(project):
+    result = project.runpytest("-p", "no:cacheprovider", "-m", "eval", "--pricer-summary", ".")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --pricer-summary: '{named(project.path)}' is a folder; name a file in it"])

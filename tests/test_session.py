@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pricer.cpu_threads import wait_policy
 from pricer.data import DATA_ENV, DataSpec
 from pricer.session import EvalSession, EvalSettings
 
@@ -33,6 +34,8 @@ def test_an_llm_run_records_threads_dtypes_policy_and_the_adapter_by_name(sessio
     context, decisive = fingerprint.context, fingerprint.decisive
     # Thread count and compute dtype can flip greedy decodes on a CPU, so both travel with every result.
     assert context["torch_threads"] == torch.get_num_threads()
+    # How its threads waited: speed only, so context (pricer.cpu_threads sets PASSIVE unless the user chose).
+    assert context["omp_wait_policy"] == wait_policy(os.environ) and "omp_wait_policy" not in decisive
     assert context["compute_dtype"] == "float32" and context["padding"] == "left"
     assert context["token_budget"] and context["order"] == "length"  # no baseline yet: the device's default
     # The folder's name, not where this checkout lives; the weights' hash is what decides comparability.

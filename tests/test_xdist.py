@@ -13,12 +13,13 @@ import json
 import multiprocessing
 import re
 import shutil
+import sys
 import types
 from pathlib import Path
 
 import pytest
 
-from pricer import workers
+from pricer import cpu_threads, workers
 from pricer.data import DataSpec, Item
 from pricer.evaluate import score_run
 from pricer.fingerprint import Fingerprint
@@ -103,9 +104,42 @@ def test_two_workers_give_the_serial_verdict_summary_and_history_lines(baselined
     serial.assert_outcomes(passed=1, skipped=1)  # the ladder: no widths with a classic predictor
     spread.assert_outcomes(passed=1, skipped=1)
     assert section(spread, "pricer gate") == section(serial, "pricer gate")
-    assert section(spread, "pricer gate")[0].startswith("constant: ok Error $149.54 -> $149.54 (+0.00")
+    assert section(spread, "pricer gate")[0].startswith("constant: ok Error $149.54 -> $149.54 (tested +0.00")
     assert history(baselined.path / "xdist.jsonl") == history(baselined.path / "serial.jsonl")
     assert [(e["width"], e["passed"]) for e in history(baselined.path / "xdist.jsonl")] == [("constant", True)]
+
+
+def test_two_workers_append_the_summary_once_from_the_controller_and_junit_gets_the_properties(baselined, data_dir):
+    import xml.etree.ElementTree as ET
+
+    result = gate(baselined, data_dir, "--pricer-summary", "summary.md", "--junitxml", "junit.xml", "-n", "2")
+
+    result.assert_outcomes(passed=1, skipped=1)
+    lines = (baselined.path / "summary.md").read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if line.startswith("## ")] == ["## pricer gate: constant: passed"]  # not per worker
+    assert [line for line in lines if line.startswith("### ")] == ["### constant: passed"]
+    assert any(line.startswith("| Error | \\$149.54 | \\$149.54 |") and line.endswith("| ok |") for line in lines)
+    properties = {p.get("name"): p.get("value") for p in ET.parse(baselined.path / "junit.xml").iter("property")}
+    assert properties["pricer.verdict"] == "passed" and properties["pricer.error.verdict"] == "ok"
+
+
+def test_the_controller_puts_every_workers_summary_block_in_one_document_in_width_order(tmp_path):
+    from pricer.session import EvalSession, EvalSettings
+    from pricer.summary import session_document
+
+    settings = EvalSettings(data=DataSpec(source="unused"), bits=(8, 32))
+    session = EvalSession(settings, root=tmp_path)
+    blocks: dict[str, str] = {}
+    controller = workers.Controller(session=lambda: session, verdicts={}, settings=settings, summaries=blocks)
+    for worker, width in (("gw1", "32bit"), ("gw0", "8bit")):  # arriving out of width order
+        controller.receive({"worker": worker, "summaries": {width: f"### {width}: passed"},
+                            "outcomes": [[width, str(tmp_path / f"{width}.json"), f"{width}: ok", True]]})
+    controller.finish(session)
+
+    text = session_document(model=settings.model_name, widths=settings.widths, outcomes=session.outcomes,
+                            blocks=blocks)
+
+    assert text == "## pricer gate: smollm2-135m-instruct: passed\n\n### 8bit: passed\n\n### 32bit: passed\n"
 
 
 KILLER = """
@@ -176,7 +210,8 @@ def llm_runs(data_dir: Path, tmp_path_factory: pytest.TempPathFactory, one_torch
         spread = _run_subprocess(root, "-p", "no:cacheprovider", "-m", "eval", "-v", "-n", "2",
                                  f"--pricer-data={data_dir}", "--pricer-n", str(LLM_N),
                                  "--pricer-bits", ",".join(map(str, LLM_BITS)),
-                                 "--pricer-history", "history.jsonl", "--pricer-save-runs", "runs")
+                                 "--pricer-history", "history.jsonl", "--pricer-save-runs", "runs",
+                                 "--pricer-summary", "summary.md")
     finally:
         env.undo()
     return types.SimpleNamespace(root=root, spread=spread, baselines=baselines)
@@ -203,7 +238,7 @@ def test_two_workers_reproduce_the_serial_predictions_of_each_width(llm_runs):
     assert spread.ret == 0, spread.text
     gate_lines = _section(spread.lines, "pricer gate")
     for bits in LLM_BITS:  # paired against the serial baseline: not one item moved
-        assert any(line.startswith(f"{bits}bit: ok Error $") and "(+0.00, CI [+0.00, +0.00], p=1.000)" in line
+        assert any(line.startswith(f"{bits}bit: ok Error $") and "(tested +0.00, CI [+0.00, +0.00], p=1.000; mean +0.00)" in line
                    for line in gate_lines), gate_lines
     # The ladder test skips in its worker: the controller gates the ladder at the end.
     assert any(re.search(r"SKIPPED .*test_quantization_ladder_within_bound\[32bit\]@pricer-32bit", line)
@@ -224,6 +259,15 @@ def test_the_controller_appends_one_history_line_per_width_with_the_serial_error
     for entry in entries:
         stored = json.loads(llm_runs.baselines[entry["width"]].read_text(encoding="utf-8"))
         assert entry["item_errors"] == [round(abs(i["guess"] - i["truth"]), 4) for i in stored["items"]]
+
+
+def test_the_controller_appends_one_summary_with_every_workers_width_and_the_ladder(llm_runs):
+    lines = (llm_runs.root / "summary.md").read_text(encoding="utf-8").splitlines()
+
+    assert [line for line in lines if line.startswith("## ")] == ["## pricer gate: smollm2-135m-instruct: passed"]
+    assert [line for line in lines if line.startswith("### ")] == [
+        *(f"### {bits}bit: passed" for bits in LLM_BITS), "### quantization ladder against 32bit"]
+    assert [line for line in lines if line.startswith("- 16bit: Error")], lines
 
 
 def test_two_matrix_jobs_merge_into_the_ladder_the_workers_gave(llm_runs, capsys):
@@ -344,13 +388,16 @@ def test_an_empty_cuda_visible_devices_means_no_gpu_and_no_pinning():
 
 
 def test_torch_threads_are_split_among_workers_unless_the_user_set_them(monkeypatch):
-    monkeypatch.setattr(workers, "_cpus", lambda: 16)
-    environ = {"PYTEST_XDIST_WORKER_COUNT": "3"}
+    monkeypatch.setattr(cpu_threads, "available_cpus", lambda: 16)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # else this process's own torch would get 5 threads
+    environ = {"PYTEST_XDIST_WORKER": "gw2", "PYTEST_XDIST_WORKER_COUNT": "3"}
+    given = {"PYTEST_XDIST_WORKER": "gw2", "PYTEST_XDIST_WORKER_COUNT": "3", "OMP_NUM_THREADS": "3"}
 
-    workers.pin_worker(_worker_config("gw2", []), environ)
+    workers.set_cpu_threads(environ)
+    workers.set_cpu_threads(given)
 
-    assert environ["OMP_NUM_THREADS"] == "5"
-    assert [workers.threads_per_worker(2, n) for n in (1, 2, 4)] == [2, 1, 1]
+    assert environ["OMP_NUM_THREADS"] == "5" and given["OMP_NUM_THREADS"] == "3"
+    assert [cpu_threads.threads_per_worker(2, n) for n in (1, 2, 4)] == [2, 1, 1]
 
 
 @pytest.mark.parametrize(("given", "dist"), [

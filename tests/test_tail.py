@@ -1,0 +1,159 @@
+"""Gate v3: a handful of absurd answers never passes, a few changed answers never crash, and the report shows the
+plain mean beside the statistic it tested (through `pricer compare` on the committed baselines; the plugin path is
+in tests/test_plugin.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pricer.baselines import read_baseline
+from pricer.cli import main
+from pricer.gate import GateConfig
+from pricer.tail import TailRule, check_tail, visibility
+
+BASELINES = Path(__file__).resolve().parent.parent / "baselines"
+FINE_TUNED = "smollm2-135m-instruct-smollm2-135m-pricer"
+BASE = "smollm2-135m-instruct"
+CLASSES = ("cpu-bfloat16", "cpu-float32", "cuda-bfloat16")
+
+
+def stored(model: str, hardware_class: str, width: str = "4bit") -> Path:
+    return BASELINES / model / hardware_class / f"{width}.json"
+
+
+def planted(tmp_path: Path, baseline: Path, change) -> Path:
+    """JSON Lines of the baseline's guesses with `change(position, guess)` applied."""
+    items = read_baseline(baseline).items
+    rows = [{"index": b.index, "guess": change(i, b.guess)} for i, b in enumerate(items)]
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def spread(count: int, total: int = 250) -> set[int]:
+    """`count` positions spread over the items, the same on every run."""
+    return {round(k * total / count) + 3 for k in range(count)}
+
+
+@pytest.mark.parametrize("hardware_class", CLASSES)
+def test_three_absurd_answers_fail_the_fine_tuned_model_in_every_class(tmp_path, capsys, hardware_class):
+    baseline = stored(FINE_TUNED, hardware_class)
+    chosen = spread(3)
+    run = planted(tmp_path, baseline, lambda i, g: 99_999.0 if i in chosen else g)
+
+    code = main(["compare", str(baseline), str(run)])
+
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "3 absurd answers (above $" in out and "more than the tail budget of 1" in out
+    assert out.count("now $99,999.00") >= 3  # the absurd items are listed: truth, baseline guess, now
+
+
+def test_absurd_answers_still_fail_under_the_cross_class_rule(tmp_path, capsys):
+    baseline = stored(FINE_TUNED, "cpu-float32")
+    chosen = spread(3)
+    run = planted(tmp_path, baseline, lambda i, g: 99_999.0 if i in chosen else g)
+
+    code = main(["compare", "--cross-class", str(baseline), str(run)])
+
+    assert code == 1
+    assert "more than the tail budget of 2" in capsys.readouterr().out
+
+
+def test_one_absurd_answer_is_within_the_budget_and_listed(tmp_path, capsys):
+    baseline = stored(FINE_TUNED, "cpu-float32")
+    run = planted(tmp_path, baseline, lambda i, g: 99_999.0 if i == 10 else g)
+
+    code = main(["compare", str(baseline), str(run)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "absurd answers (tail budget 1):" in out and "now $99,999.00" in out
+
+
+def test_tail_budget_option_turns_the_rule_off(tmp_path, capsys):
+    baseline = stored(FINE_TUNED, "cpu-float32")
+    chosen = spread(5)
+    run = planted(tmp_path, baseline, lambda i, g: 99_999.0 if i in chosen else g)
+
+    assert main(["compare", "--tail-budget", "off", str(baseline), str(run)]) == 0
+    assert main(["compare", "--tail-budget", "5", str(baseline), str(run)]) == 0
+    assert main(["compare", "--tail-budget", "4", str(baseline), str(run)]) == 1
+
+
+def test_error_row_shows_the_plain_mean_beside_the_trimmed_statistic(tmp_path, capsys):
+    baseline = stored(FINE_TUNED, "cpu-float32")
+    chosen = spread(5)
+    run = planted(tmp_path, baseline, lambda i, g: 99_999.0 if i in chosen else g)
+
+    main(["compare", str(baseline), str(run)])
+
+    error_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Error "))
+    tested, _, mean, share = error_row.split()[3:7]
+    assert tested == "+$0.00"  # the 5%-trimmed mean cuts five items away...
+    assert float(mean.lstrip("+$").replace(",", "")) > 1_000  # ...and the plain mean shows them
+    assert share.startswith("(+") and share != "(+0.0%)"
+
+
+@pytest.mark.parametrize("changed", [0, 1, 2, 3])
+def test_few_changed_answers_give_a_verdict_without_warnings(tmp_path, capsys, recwarn, changed):
+    baseline = stored(FINE_TUNED, "cpu-float32")
+    run = planted(tmp_path, baseline, lambda i, g: g + 1 if i < changed else g)
+
+    code = main(["compare", str(baseline), str(run)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "passed: not measurably worse" in out
+    assert not [str(w.message) for w in recwarn], "a library warning reached the console"
+
+
+@pytest.mark.parametrize("changed", [1, 2, 3])
+def test_few_answers_made_much_worse_give_exact_p_values(tmp_path, capsys, changed):
+    baseline = stored(FINE_TUNED, "cpu-float32")
+    items = read_baseline(baseline).items
+    close = [i for i, b in enumerate(items) if abs(math.log((b.guess + 1) / (b.truth + 1))) < 0.5][:changed]
+    run = planted(tmp_path, baseline, lambda i, g: 5 * items[i].truth if i in close else g)
+
+    assert main(["compare", str(baseline), str(run)]) == 0  # too few to be significant, and no tail
+    error_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("log error "))
+    # The exact sign-flip p of k items all worse is 1 / 2**k.
+    assert f"{0.5 ** changed:.4f}" in error_row
+
+
+def test_rule_never_counts_an_answer_the_baseline_already_made():
+    rule = TailRule()
+    tail = check_tail(rule, indices=[1, 2, 3], titles=["a", "b", "c"], truths=[10.0, 20.0, 30.0],
+                      before=[12.0, 100.0, 25.0], now=[12.0, 100.0, 2_000.0])
+
+    assert tail.threshold == 1_000.0
+    assert [a.index for a in tail.items] == [3]
+    assert not tail.failed  # one is within the budget of one
+
+
+def test_an_answer_near_its_truth_is_never_absurd_however_high():
+    tail = check_tail(TailRule(budget=0), indices=[1, 2], titles=["a", "b"], truths=[900.0, 5.0],
+                      before=[10.0, 5.0], now=[950.0, 5.0])
+
+    assert tail.items == ()  # above 10x the baseline's largest ($100), but not 10x its truth
+
+
+def test_before_gating_the_base_models_own_absurd_answers_are_named_as_a_blind_spot():
+    base = read_baseline(stored(BASE, "cpu-bfloat16"))
+    fine = read_baseline(stored(FINE_TUNED, "cpu-bfloat16"))
+    rule = GateConfig().tail
+
+    base_text = visibility(rule, guesses=[b.guess for b in base.items], truths=[b.truth for b in base.items])
+    fine_text = visibility(rule, guesses=[b.guess for b in fine.items], truths=[b.truth for b in fine.items])
+
+    assert "$1,000,000" in base_text and "left to the log error" in base_text
+    assert "left to the log error" not in fine_text and "$2,300" in fine_text
+
+
+def test_cross_class_rule_raises_the_budget_but_keeps_the_rule():
+    assert GateConfig().across_classes().tail_budget == 2
+    assert GateConfig(tail_budget=None).across_classes().tail_budget is None
