@@ -1,10 +1,27 @@
 # Repo-only choices; the plugin itself is registered by the package's entry point.
+import importlib
 import os
 from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+# What the plugin imports late, inside its functions. pytester forgets the modules an in-process run imported first,
+# and numpy cannot be imported twice in one process ("cannot load module more than once per process"), so a module
+# running pytester in process imports them first: `pytestmark = pytest.mark.usefixtures("late_imports")`.
+LATE_IMPORTS = (
+    "numpy", "scipy.stats", "datasets", "cpuinfo", "sklearn.dummy", "sklearn.ensemble",
+    "sklearn.feature_extraction.text", "sklearn.linear_model", "sklearn.metrics", "sklearn.pipeline",
+    "sklearn.preprocessing",
+)
+
+
+@pytest.fixture(scope="module")
+def late_imports(request: pytest.FixtureRequest) -> None:
+    """Import LATE_IMPORTS, and the test module's own MORE_LATE_IMPORTS, before its first in-process run."""
+    for name in (*LATE_IMPORTS, *getattr(request.module, "MORE_LATE_IMPORTS", ())):
+        importlib.import_module(name)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +48,7 @@ def model_cache():
 
 @pytest.fixture(scope="module")
 def data_dir(pytestconfig: pytest.Config) -> Path:
-    """The real items: a folder with test.jsonl and train.jsonl, from $PRICER_DATA."""
+    """The real items: a folder with test.jsonl and train.jsonl, from $PRICER_DATA; the test is skipped without it."""
     from pricer.data import DATA_ENV
 
     source = os.environ.get(DATA_ENV)

@@ -380,10 +380,23 @@ def main(argv=None) -> int:
     parser.add_argument("--rerun", action="append", default=[], metavar="LABEL:CLASS:DIR",
                         help="real reruns made elsewhere, gated as no-change runs against every class (e.g. "
                         "'H100:cuda-bfloat16:reruns/h100'); benchmarks/reruns/<label>/<class>/ is always read")
+    parser.add_argument("--reruns-only", action="store_true", help="run only the real reruns' rows again and merge "
+                        "them into --out")
     parser.add_argument("--table-only", action="store_true", help="print (and store) the table of the runs already "
                         "in --out, without running them again")
     args = parser.parse_args(argv)
 
+    if args.reruns_only:  # the real reruns' rows again (new reruns arrived), the rest as stored
+        stored_runs = json.loads(args.out.read_text(encoding="utf-8"))
+        reruns = [r for spec in (*committed_reruns(ROOT / "benchmarks" / "reruns"), *args.rerun) for r in read_reruns(spec)]
+        fresh = quiet_rows(committed(args.baselines), GateConfig(), noise_runs=0, old=True, reruns=reruns)
+        kept = [r for r in stored_runs["no_change"] if not r["kind"].startswith("real reruns")]
+        stored_runs["no_change"] = kept + [r for r in fresh if r["kind"].startswith("real reruns")]
+        stored_runs["reruns"] = sorted({f"{r.source} ({r.hardware_class})" for r in reruns})
+        stored_runs["markdown"] = markdown(stored_runs["planted"], stored_runs["no_change"])
+        write_json(args.out, stored_runs)
+        print(stored_runs["markdown"])
+        return 0
     if args.table_only:
         stored_runs = json.loads(args.out.read_text(encoding="utf-8"))
         stored_runs["markdown"] = markdown(stored_runs["planted"], stored_runs["no_change"])

@@ -16,7 +16,7 @@ from pricer.errors import DataError, OptionError
 from pricer.predict import Prediction
 from pricer.prompts import PRICE_PREFIX, QUESTION
 
-CLASSIC_NAMES = ("constant", "linear", "bow", "random-forest")
+CLASSIC_NAMES = ("constant", "linear", "bow", "random-forest")  # the one list: every option choosing one imports it
 BOW_RIDGE_ALPHA = 100.0  # a strong penalty: 1000 word counts against only 998 training items
 
 # The course's week 6 day 3 feature: whether one of these brands is named. Its other features (weight, sales

@@ -16,7 +16,8 @@ from pricer.errors import BaselineError, DataError
 from pricer.evaluate import RunResult, score_run
 from pricer.files import read_text
 from pricer.fingerprint import FieldChange, Fingerprint
-from pricer.gate import GateConfig, Verdict, compare, hardware_class
+from pricer.gate import GateConfig, Verdict, compare
+from pricer.hardware import class_of_file
 from pricer.predict import Prediction
 from pricer.prompts import parse_price
 
@@ -97,10 +98,10 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
     notes = []
     if run.fingerprint is None:
         notes.append(f"{run.path} has no fingerprint (JSON Lines): only its items are checked against the baseline's")
-    elif not cross_class and _class_of(baseline.path, baseline.fingerprint) != _class_of(run.path, run.fingerprint):
+    elif not cross_class and class_of_file(baseline.path, baseline.fingerprint) != class_of_file(run.path, run.fingerprint):
         cross_class = True
-        notes.append(f"hardware classes differ (baseline {_class_of(baseline.path, baseline.fingerprint)}, run "
-                     f"{_class_of(run.path, run.fingerprint)}): the cross-class rule applies")
+        notes.append(f"hardware classes differ (baseline {class_of_file(baseline.path, baseline.fingerprint)}, run "
+                     f"{class_of_file(run.path, run.fingerprint)}): the cross-class rule applies")
     wanted = [b.index for b in baseline.items]
     missing = [i for i in wanted if i not in run.predictions]
     extra = sorted(set(run.predictions) - set(wanted))
@@ -114,22 +115,12 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
     items = [Item(index=b.index, prompt="", price=truths.get(b.index, b.truth), title=b.title) for b in baseline.items]
     result: RunResult = score_run(run.name, items, [run.predictions[i] for i in wanted])
     fingerprint = run.fingerprint or baseline.fingerprint
-    classes = (_class_of(baseline.path, baseline.fingerprint), _class_of(run.path, fingerprint))
+    classes = (class_of_file(baseline.path, baseline.fingerprint), class_of_file(run.path, fingerprint))
     verdict = compare(baseline, result, fingerprint, config, cross_class=cross_class, classes=classes,
                       intervals=intervals)
     # A baseline-format run is itself a baseline: copying it over accepts it (its history says why it moved).
     accept = f"cp {run.path} {baseline.path}" if run.fingerprint is not None else ""
     return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes), accept=accept)
-
-
-def _class_of(path: Path, fingerprint: Fingerprint) -> str:
-    """The hardware class of a baseline file: its folder's name (baselines/<model>/<class>/), else the device and
-    compute dtype its fingerprint records (at 8 and 32 bits those are the width's, not the class's)."""
-    from pricer.hardware import CLASS_PATTERN
-
-    if CLASS_PATTERN.match(Path(path).parent.name):
-        return Path(path).parent.name
-    return hardware_class(fingerprint)
 
 
 def _is_baseline(text: str) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricer.errors import DataError
+from pricer.errors import DataError, OptionError
 from pricer.prompts import PRICE_PREFIX, prompt_of, render, template_fields, title_of
 
 DEFAULT_DATASET = "ed-donner/pricer-data"
@@ -60,6 +60,13 @@ def resolve_source(explicit: str | None) -> str:
 def single_file(source: str) -> bool:
     """Whether the source is one local data file, which is one split: it has no train split and no --split."""
     return Path(source).expanduser().is_file()
+
+
+def refuse_single_file(source: str, *, option: str, data_option: str = "--pricer-data", split: str = "train") -> None:
+    """OptionError when a classic predictor (`option`) would train on a single file: it has no train split."""
+    if single_file(source):
+        raise OptionError(f"{option}: {source} is a single file, so it has no {split!r} split to train on; point "
+                          f"{data_option} at a folder or dataset with both")
 
 
 def load_items(spec: DataSpec) -> list[Item]:

@@ -314,10 +314,42 @@ def finetune(
     float32 on CPU); it is returned unchanged. `on_step(step, loss)` runs after each update; raising
     StopTraining there stops the run as a kill would.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     out = Path(out)
+    existing = _checkpoint_to_resume(out, items, resume=resume)
+    loaded = _base_model(config, base)
+    made_with = _made_with(config, items, loaded)
+    if existing is not None:
+        _check_same_run(out, existing.made_with, made_with)
+
+    model = _with_lora(loaded, config)
+    try:
+        run = _train(model, loaded, config, items, out=out, existing=existing, made_with=made_with, on_step=on_step,
+                     progress=progress)
+        adapter_bytes = _save_adapter(out, model, loaded=loaded, config=config, made_with=made_with, losses=run.losses,
+                                      tokens=run.tokens, seconds=run.seconds, data_source=data_source)
+        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)  # the adapter is whole: nothing left to resume
+    finally:
+        _without_lora(model, loaded)
+        if base is None:
+            loaded.close()
+    return FinetuneResult(out=out, steps=run.step, resumed_from=run.resumed_from, seconds=run.seconds,
+                          tokens=run.tokens, first_loss=run.losses[0], last_loss=run.losses[-1],
+                          adapter_bytes=adapter_bytes)
+
+
+@dataclass(slots=True, kw_only=True)
+class _Run:
+    """A run's totals so far; not frozen, as each step adds to them. What a checkpoint saves and the result reports."""
+
+    resumed_from: int  # the step the run started at: 0 for a fresh run
+    step: int
+    losses: list[float]
+    tokens: int
+    seconds: float
+
+
+def _checkpoint_to_resume(out: Path, items: Sequence[Item], *, resume: bool) -> Checkpoint | None:
+    """The checkpoint in `out`, or None for a fresh run; refuses no items, --resume without one, a finished adapter."""
     if not items:
         raise OptionError("finetune: no training items")
     existing = load_checkpoint(out)
@@ -327,76 +359,101 @@ def finetune(
         if (out / RECORD).is_file():
             raise OptionError(f"{out}: already holds a trained adapter ({RECORD}); pass another --out, "
                               "or delete the folder to train it again")
+    return existing
+
+
+def _base_model(config: FinetuneConfig, base: LoadedModel | None) -> LoadedModel:
+    """The lent base, checked to be at config.bits, or the config's model loaded here."""
     if base is not None and base.info.bits != config.bits:
         raise OptionError(f"finetune: the lent base is loaded at {base.info.bits} bits, the config asks {config.bits}")
-    loaded = base or load_model(config.model, bits=config.bits, device=config.device,
-                                compute_dtype=config.compute_dtype or _compute_dtype(config.device))
-    made_with = {"hyperparameters": config.hyperparameters(), "data_sha256": items_digest(items),
-                 "n_items": len(items), "base_model_sha256": loaded.info.weights_sha256, "bits": config.bits,
-                 "compute_dtype": loaded.info.compute_dtype}
-    if existing is not None:
-        _check_same_run(out, existing.made_with, made_with)
+    return base or load_model(config.model, bits=config.bits, device=config.device,
+                              compute_dtype=config.compute_dtype or _compute_dtype(config.device))
 
-    model = _with_lora(loaded, config)
-    try:
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        step, losses, tokens, seconds = 0, [], 0, 0.0
-        if existing is not None:
-            from peft import set_peft_model_state_dict
 
-            result = set_peft_model_state_dict(model, existing.adapter)
-            if getattr(result, "unexpected_keys", None):
-                raise ModelError(f"{out / CHECKPOINT}: weights {result.unexpected_keys[:3]} do not fit this model")
-            _restore_optimizer(optimizer, existing.optimizer)
-            step, losses, tokens, seconds = existing.step, list(existing.losses), existing.tokens, existing.seconds
-        started_at = step
-        encoded: dict[int, tuple[list[int], list[int]]] = {}
-        tokenizer = loaded.tokenizer
-        show = sys.stderr.isatty() if progress is None else progress
-        bar = tqdm(total=config.steps, initial=step, desc=f"finetune {loaded.info.name} {config.bits}bit",
-                   unit="step", disable=not show)
-        model.train()
-        with bar:
-            while step < config.steps:
-                start = time.perf_counter()
-                chosen = batch_indices(step, n_items=len(items), batch_size=config.batch_size, seed=config.seed)
-                for index in chosen:
-                    if index not in encoded:
-                        encoded[index] = encode(tokenizer, items[index])
-                batch = collate([encoded[i] for i in chosen], pad_id=tokenizer.pad_token_id)
-                batch = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in batch.items()}
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, lr=config.lr, steps=config.steps, warmup_steps=config.warmup_steps)
-                loss = price_loss(model, batch)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                losses.append(float(loss.detach()))
-                tokens += int(batch["attention_mask"].sum())
-                seconds += time.perf_counter() - start
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / seconds:.0f}")
-                if step % config.checkpoint_every == 0 or step == config.steps:
-                    save_checkpoint(out, Checkpoint(
-                        step=step, adapter=_adapter_state(model), optimizer=_optimizer_tensors(optimizer),
-                        made_with=made_with, losses=tuple(losses), tokens=tokens, seconds=seconds))
-                    if not show:  # a CI log or nohup file gets a line per checkpoint instead of the bar
-                        print(f"step {step}/{config.steps} loss {losses[-1]:.3f} {tokens / seconds:.0f} tokens/s, "
-                              f"checkpoint written", file=sys.stderr, flush=True)
-                if on_step is not None:
-                    on_step(step, losses[-1])
-        adapter_bytes = _save_adapter(out, model, loaded=loaded, config=config, made_with=made_with, losses=losses,
-                                      tokens=tokens, seconds=seconds, data_source=data_source)
-        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)  # the adapter is whole: nothing left to resume
-    finally:
-        _without_lora(model, loaded)
-        if base is None:
-            loaded.close()
-    return FinetuneResult(out=out, steps=step, resumed_from=started_at, seconds=seconds, tokens=tokens,
-                          first_loss=losses[0], last_loss=losses[-1], adapter_bytes=adapter_bytes)
+def _made_with(config: FinetuneConfig, items: Sequence[Item], loaded: LoadedModel) -> dict[str, Any]:
+    """Hyper-parameters and input hashes: a checkpoint resumes only when they match."""
+    return {"hyperparameters": config.hyperparameters(), "data_sha256": items_digest(items), "n_items": len(items),
+            "base_model_sha256": loaded.info.weights_sha256, "bits": config.bits,
+            "compute_dtype": loaded.info.compute_dtype}
+
+
+def _train(model: Any, loaded: LoadedModel, config: FinetuneConfig, items: Sequence[Item], *, out: Path,
+           existing: Checkpoint | None, made_with: dict[str, Any], on_step: Callable[[int, float], None] | None,
+           progress: bool | None) -> _Run:
+    """Train from the checkpoint's step (or 0) to config.steps, checkpointing every config.checkpoint_every steps."""
+    import torch
+    from tqdm.auto import tqdm
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    run = _resume(model, optimizer, existing, out=out)
+    encoded: dict[int, tuple[list[int], list[int]]] = {}
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=config.steps, initial=run.step, desc=f"finetune {loaded.info.name} {config.bits}bit",
+               unit="step", disable=not show)
+    model.train()
+    with bar:
+        while run.step < config.steps:
+            start = time.perf_counter()
+            batch = _batch(run.step, items=items, config=config, tokenizer=loaded.tokenizer, encoded=encoded,
+                           device=model.device)
+            loss = _update(model, optimizer, params, batch,
+                           lr=lr_at(run.step, lr=config.lr, steps=config.steps, warmup_steps=config.warmup_steps))
+            run.step += 1
+            run.losses.append(loss)
+            run.tokens += int(batch["attention_mask"].sum())
+            run.seconds += time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{run.tokens / run.seconds:.0f}")
+            if run.step % config.checkpoint_every == 0 or run.step == config.steps:
+                save_checkpoint(out, Checkpoint(
+                    step=run.step, adapter=_adapter_state(model), optimizer=_optimizer_tensors(optimizer),
+                    made_with=made_with, losses=tuple(run.losses), tokens=run.tokens, seconds=run.seconds))
+                if not show:  # a CI log or nohup file gets a line per checkpoint instead of the bar
+                    print(f"step {run.step}/{config.steps} loss {loss:.3f} {run.tokens / run.seconds:.0f} tokens/s, "
+                          f"checkpoint written", file=sys.stderr, flush=True)
+            if on_step is not None:
+                on_step(run.step, loss)
+    return run
+
+
+def _resume(model: Any, optimizer: Any, existing: Checkpoint | None, *, out: Path) -> _Run:
+    """A fresh run, or the checkpoint's LoRA weights, AdamW moments and RNG restored and its totals carried on."""
+    if existing is None:
+        return _Run(resumed_from=0, step=0, losses=[], tokens=0, seconds=0.0)
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, existing.adapter)
+    if getattr(result, "unexpected_keys", None):
+        raise ModelError(f"{out / CHECKPOINT}: weights {result.unexpected_keys[:3]} do not fit this model")
+    _restore_optimizer(optimizer, existing.optimizer)
+    return _Run(resumed_from=existing.step, step=existing.step, losses=list(existing.losses), tokens=existing.tokens,
+                seconds=existing.seconds)
+
+
+def _batch(step: int, *, items: Sequence[Item], config: FinetuneConfig, tokenizer: Any,
+           encoded: dict[int, tuple[list[int], list[int]]], device: Any) -> dict[str, Any]:
+    """The step's batch on `device`; `encoded` keeps each item's tokens, so an item is tokenized once per run."""
+    chosen = batch_indices(step, n_items=len(items), batch_size=config.batch_size, seed=config.seed)
+    for index in chosen:
+        if index not in encoded:
+            encoded[index] = encode(tokenizer, items[index])
+    batch = collate([encoded[i] for i in chosen], pad_id=tokenizer.pad_token_id)
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
+def _update(model: Any, optimizer: Any, params: list[Any], batch: dict[str, Any], *, lr: float) -> float:
+    """One AdamW step at `lr` on the batch's price loss, gradients clipped; returns the loss."""
+    import torch
+
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = price_loss(model, batch)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
 
 
 def _compute_dtype(device: str | None) -> str:

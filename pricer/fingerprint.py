@@ -86,3 +86,50 @@ def commit_info(root: Path | None = None) -> dict[str, Scalar]:
 
 def today() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split_fields(flat: Mapping[str, Scalar]) -> Fingerprint:
+    """A run's recorded fields, split: those in DECISIVE make a baseline not comparable, the rest are context."""
+    decisive = {k: flat[k] for k in DECISIVE if k in flat}
+    return Fingerprint(decisive=decisive, context={k: v for k, v in flat.items() if k not in decisive})
+
+
+def llm_fields(loaded: Any, policy: Mapping[str, Scalar]) -> dict[str, Scalar]:
+    """What decides an LLM width's predictions: the model as loaded (what is really in memory, not what was asked),
+    its batching policy, library versions, and how torch's CPU threads split and wait."""
+    import os
+
+    import torch
+
+    from pricer.cpu_threads import wait_policy
+
+    info = loaded.info.to_dict()
+    versions = info.pop("versions")
+    flat = info | {f"version_{k}": v for k, v in versions.items()} | dict(policy)
+    flat["quantization"] = detected_quantization(loaded.model)  # catches a wrong width being loaded
+    flat["predictor"] = "llm"
+    for noisy in ("path", "parameter_bytes"):
+        flat.pop(noisy, None)
+    if flat.get("adapter"):  # its folder's name, not where this checkout lives: adapter_sha256 decides
+        flat["adapter"] = Path(flat["adapter"]).name
+    # How a CPU matmul splits its sums: at 16 bits (bf16) one fine-tuned decode of 250 flipped between 1 and 2 threads.
+    flat["torch_threads"] = torch.get_num_threads()
+    # How waiting threads wait (pricer.cpu_threads): speed only, no arithmetic, so never decisive.
+    flat["omp_wait_policy"] = wait_policy(os.environ)
+    return flat
+
+
+def detected_quantization(model: Any) -> str:
+    """The quantization actually in memory, read off the linear layers' classes."""
+    kinds = {type(m).__name__ for m in model.modules()}
+    if "Linear4bit" in kinds:
+        return "nf4-double-quant" if _double_quant(model) else "4bit"
+    if "Linear8bitLt" in kinds:
+        return "llm.int8"
+    return "none"
+
+
+def _double_quant(model: Any) -> bool:
+    config = getattr(model.config, "quantization_config", None)
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    return bool(config) and get("bnb_4bit_quant_type") == "nf4" and bool(get("bnb_4bit_use_double_quant"))

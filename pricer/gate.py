@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pricer.baselines import Baseline, BaselineItem
 from pricer.evaluate import RunResult
 from pricer.fingerprint import FieldChange, Fingerprint, differences
+from pricer.hardware import class_of_fingerprint
 from pricer.measures import CONFIDENCE, ROW_HEADERS, Judgement, McNemar, Measure, PairedMean, judge, moved_most
-from pricer.metrics import score_item
+from pricer.metrics import Metrics, score_item
 from pricer.tail import BUDGET, CROSS_CLASS_BUDGET, FACTOR, TailCheck, TailRule, check_tail
 
 ALPHA = 0.05
 WORST_SHOWN = 5
-# What makes a hardware class: greedy decodes of one model differ between these (fingerprint context fields).
-CLASS_FIELDS = ("device", "compute_dtype")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,11 +188,6 @@ def paired_delta(before: Sequence[float], now: Sequence[float], *, confidence: f
                        confidence=confidence)
 
 
-def hardware_class(fingerprint: Fingerprint) -> str:
-    """The class a run's greedy decodes belong to, e.g. "cpu-bfloat16" (unknown fields read "?")."""
-    return "-".join(str(fingerprint.context.get(name) or "?") for name in CLASS_FIELDS)
-
-
 def course_measures(before: Sequence[BaselineItem], now: Sequence[BaselineItem], config: GateConfig) -> list[Measure]:
     """The course's four measures on the same items, each with its test and its tolerance from `config`."""
     b_scores = [score_item(b.guess, b.truth) for b in before]
@@ -270,7 +264,28 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
     if tail.failed:
         reasons.insert(0, tail.reason())
 
-    m = run.metrics
+    broken, limits = plain_limits(run.metrics, config)
+    reasons += broken
+    rows = [j.row(limit) for j, limit in zip(judgements, limits)]
+
+    error = judgements[0]
+    worst = worst_items((failed or [error])[0].measure, baseline.items, now_items)
+    # The callers know the classes (a folder's name); a fingerprint's device and dtype are the width's, which
+    # at 8 and 32 bits are not the class's.
+    classes = classes or (class_of_fingerprint(baseline.fingerprint), class_of_fingerprint(fingerprint))
+    return Verdict(
+        passed=not reasons, name=run.name, reasons=tuple(reasons), noise=tuple(noise),
+        baseline_error=math.fsum(error.measure.before) / len(error.measure.before), now_error=run.metrics.error,
+        delta=PairedDelta(mean=error.worsening, ci=error.ci, p_worse=error.p_worse, confidence=CONFIDENCE),
+        tolerance=error.measure.tolerance, mde=error.detectable, rows=tuple(rows), worst=tuple(worst),
+        judgements=judgements, tail=tail,
+        cross_class=f"baseline {classes[0]}, now {classes[1]}" if cross_class else None,
+    )
+
+
+def plain_limits(m: Metrics, config: GateConfig) -> tuple[list[str], tuple[str, ...]]:
+    """The plain limits a run breaks (reasons), and each measure's limit as the table shows it."""
+    reasons = []
     unparsed_share = m.unparsed / m.n
     if config.max_error is not None and m.error > config.max_error:
         reasons.append(f"Error ${m.error:,.2f} is above the limit ${config.max_error:,.2f}")
@@ -284,62 +299,14 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
         f">= {config.min_hits:.1%}" if config.min_hits is not None else "-",
         f"<= {config.max_unparsed:.1%}" if config.max_unparsed is not None else "-",
     )
-    rows = [j.row(limit) for j, limit in zip(judgements, limits)]
+    return reasons, limits
 
-    error = judgements[0]
-    lead = (failed or [error])[0]
-    worst = [
-        WorseItem(index=b.index, title=b.title, truth=b.truth, before=b.guess, now=x.guess,
-                  change=lead.measure.worse[i], measure=lead.measure.name,
-                  amount=lead.measure.item_change(lead.measure.worse[i]))
-        for i in moved_most(lead.measure, count=WORST_SHOWN)
-        for b, x in [(baseline.items[i], now_items[i])]
+
+def worst_items(measure: Measure, before: Sequence[BaselineItem], now: Sequence[BaselineItem]) -> list[WorseItem]:
+    """The items whose measure got worse most, worst first, as the failure message lists them."""
+    return [
+        WorseItem(index=b.index, title=b.title, truth=b.truth, before=b.guess, now=x.guess, change=measure.worse[i],
+                  measure=measure.name, amount=measure.item_change(measure.worse[i]))
+        for i in moved_most(measure, count=WORST_SHOWN)
+        for b, x in [(before[i], now[i])]
     ]
-    # The callers know the classes (a folder's name); a fingerprint's device and dtype are the width's, which
-    # at 8 and 32 bits are not the class's.
-    classes = classes or (hardware_class(baseline.fingerprint), hardware_class(fingerprint))
-    return Verdict(
-        passed=not reasons, name=run.name, reasons=tuple(reasons), noise=tuple(noise),
-        baseline_error=math.fsum(error.measure.before) / len(error.measure.before), now_error=m.error,
-        delta=PairedDelta(mean=error.worsening, ci=error.ci, p_worse=error.p_worse, confidence=CONFIDENCE),
-        tolerance=error.measure.tolerance, mde=error.detectable, rows=tuple(rows), worst=tuple(worst),
-        judgements=judgements, tail=tail,
-        cross_class=f"baseline {classes[0]}, now {classes[1]}" if cross_class else None,
-    )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Tax:
-    """What a bit width costs in Error against the 32-bit run of the same session."""
-
-    label: str
-    error: float
-    reference_error: float
-    delta: PairedDelta
-    bound: float | None  # dollars
-
-    @property
-    def exceeded(self) -> bool:
-        # Only a tax surely past the bound fails: the whole corrected CI lies above it.
-        return self.bound is not None and self.delta.ci[0] > self.bound
-
-    def line(self) -> str:
-        d = self.delta
-        pct = 100 * d.mean / self.reference_error
-        bound = f"; bound ${self.bound:,.2f}" if self.bound is not None else ""
-        return (f"{self.label}: Error ${self.error:,.2f} vs 32bit ${self.reference_error:,.2f}: tax {d.mean:+,.2f} "
-                f"({pct:+.1f}%), {d.confidence:.1%} CI [{d.ci[0]:+,.2f}, {d.ci[1]:+,.2f}]{bound}")
-
-
-def quantization_ladder(
-    reference: RunResult, runs: Mapping[str, RunResult], *, max_tax_share: float | None, alpha: float = ALPHA
-) -> list[Tax]:
-    """Each width against 32 bits, paired, with Bonferroni-corrected CIs for the several comparisons."""
-    confidence = 1 - alpha / max(len(runs), 1)
-    ref = [s.error for s in reference.scores]
-    taxes = []
-    for label, run in runs.items():
-        delta = paired_delta(ref, [s.error for s in run.scores], confidence=confidence)
-        bound = None if max_tax_share is None else max_tax_share * reference.metrics.error
-        taxes.append(Tax(label=label, error=run.metrics.error, reference_error=reference.metrics.error, delta=delta, bound=bound))
-    return taxes

@@ -13,8 +13,8 @@ from pricer.benchmark_runs import DEFAULT_STORAGE, BenchPoint, read_benchmarks, 
 from pricer.changes import LATENCY_MIN_CHANGE, error_change, latency_change
 from pricer.errors import HistoryError
 from pricer.machines import Machine
+from pricer.widths import ORDER
 
-WIDTH_ORDER = ("4bit", "8bit", "16bit", "32bit")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +75,7 @@ class History:
 
 
 def _ordered_widths(widths: set[str]) -> tuple[str, ...]:
-    return tuple(sorted(widths, key=lambda w: (WIDTH_ORDER.index(w) if w in WIDTH_ORDER else len(WIDTH_ORDER), w)))
+    return tuple(sorted(widths, key=lambda w: (ORDER.get(w, len(ORDER)), w)))
 
 
 def accuracy_runs(entries: Sequence[AccuracyEntry]) -> list[AccuracyRun]:

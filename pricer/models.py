@@ -21,8 +21,8 @@ from typing import Any
 
 from pricer.errors import ModelError, OptionError
 from pricer.files import read_json, write_json
+from pricer.widths import BITS
 
-BITS = (4, 8, 16, 32)
 QUANTIZATION = {4: "nf4-double-quant", 8: "llm.int8", 16: "none", 32: "none"}
 DTYPES = ("float32", "bfloat16", "float16")
 COMPUTE_DTYPE_ENV = "PRICER_COMPUTE_DTYPE"
@@ -419,11 +419,6 @@ class LoadedModel:
             torch.cuda.empty_cache()
 
 
-def free(loaded: LoadedModel) -> None:
-    """Release a loaded model's memory (same as loaded.close())."""
-    loaded.close()
-
-
 # ---------------------------------------------------------------- loading
 
 
@@ -449,42 +444,13 @@ def load_model(
         Path(adapter), base=(name, folder, weights_sha, aliases)
     )
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        loaded = AutoModelForCausalLM.from_pretrained(
-            folder,
-            dtype=_torch_dtype(precision.load_dtype),
-            quantization_config=quant_config(bits, compute_dtype=precision.compute_dtype),
-            device_map={"": device},
-            trust_remote_code=False,
-            use_safetensors=True,
-        )
-    except (ImportError, OSError, RuntimeError, NotImplementedError, ValueError) as exc:
-        if bits in (4, 8):
-            raise ModelError(
-                f"bitsandbytes cannot load {name} at {bits} bits on {device} here ({type(exc).__name__}: {exc}); "
-                "use bits 16 or 32, or a machine with a supported GPU"
-            ) from exc
-        raise ModelError(f"{folder}: cannot be loaded as a causal LM ({type(exc).__name__}: {exc})") from exc
-    if precision.compute_dtype != precision.load_dtype and bits == 16:
-        loaded = loaded.to(_torch_dtype(precision.compute_dtype))  # keep the bf16 rounding, run in fp32
+    loaded = _load_weights(folder, name=name, bits=bits, device=device, precision=precision)
     if adapter_path is not None:
-        import warnings
-
-        from peft import PeftModel
-
-        with warnings.catch_warnings():
-            # peft 0.21 still asks transformers 5 for is_gradient_checkpointing; the FutureWarning is theirs to fix.
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            loaded = PeftModel.from_pretrained(loaded, adapter_path, is_trainable=False)
+        loaded = _attach_adapter(loaded, adapter_path)
     loaded.eval()
+    tokenizer = _load_tokenizer(folder)
 
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    tokenizer.padding_side = "left"  # decoder-only: new tokens must follow each prompt directly
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    import torch
 
     info = ModelInfo(
         name=name + (f"+{adapter_path.name}" if adapter_path else ""),
@@ -504,6 +470,54 @@ def load_model(
         versions=library_versions(),
     )
     return LoadedModel(model=loaded, tokenizer=tokenizer, info=info)
+
+
+def _load_weights(folder: Path, *, name: str, bits: int, device: str, precision: Precision):  # -> PreTrainedModel
+    """The causal LM in `folder`, quantized to `bits` on `device`; a loading failure becomes a ModelError."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(
+            folder,
+            dtype=_torch_dtype(precision.load_dtype),
+            quantization_config=quant_config(bits, compute_dtype=precision.compute_dtype),
+            device_map={"": device},
+            trust_remote_code=False,
+            use_safetensors=True,
+        )
+    except (ImportError, OSError, RuntimeError, NotImplementedError, ValueError) as exc:
+        if bits in (4, 8):
+            raise ModelError(
+                f"bitsandbytes cannot load {name} at {bits} bits on {device} here ({type(exc).__name__}: {exc}); "
+                "use bits 16 or 32, or a machine with a supported GPU"
+            ) from exc
+        raise ModelError(f"{folder}: cannot be loaded as a causal LM ({type(exc).__name__}: {exc})") from exc
+    if precision.compute_dtype != precision.load_dtype and bits == 16:
+        loaded = loaded.to(_torch_dtype(precision.compute_dtype))  # keep the bf16 rounding, run in fp32
+    return loaded
+
+
+def _attach_adapter(loaded: Any, adapter: Path):  # -> peft.PeftModel
+    """The model with the (already checked) LoRA adapter in `adapter` attached for inference."""
+    import warnings
+
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        # peft 0.21 still asks transformers 5 for is_gradient_checkpointing; the FutureWarning is theirs to fix.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(loaded, adapter, is_trainable=False)
+
+
+def _load_tokenizer(folder: Path):  # -> PreTrainedTokenizer
+    """The model's tokenizer, padding on the left."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    tokenizer.padding_side = "left"  # decoder-only: new tokens must follow each prompt directly
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def _check_bitsandbytes(bits: int) -> None:

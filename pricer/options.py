@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-BITS = (4, 8, 16, 32)
+from pricer.widths import BITS
 
 
 def bits_list(option: str) -> Callable[[str], tuple[int, ...]]:

@@ -4,106 +4,25 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pricer import options, workers
+from pricer import option_table, workers
+from pricer.errors import OptionError
+from pricer.option_table import DEFAULT_CHARTS, PLUGIN, Option
 
 MARKERS = {
     "eval": "accuracy gate: runs a model over the test items and compares with stored baselines",
     "benchmark": "timing with pytest-benchmark; run with -m benchmark",
     "gpu": "needs a CUDA GPU; skipped without one",
 }
-# Where a failing width's chart of what moved goes without --pricer-charts, beside the ini file; the folder ignores
-# itself in git (a .gitignore of `*`), as .pytest_cache does.
-DEFAULT_CHARTS = ".pricer/charts"
-# (option, ini name, parser or None for text, default, metavar, help)
-OPTIONS: list[tuple[str, str, Callable[[str], Any] | None, Any, str, str]] = [
-    ("--pricer-data", "pricer_data", None, None, "SOURCE",
-     "dataset id, folder or .jsonl/.csv/.parquet file. Default: $PRICER_DATA, else ed-donner/pricer-data"),
-    ("--pricer-split", "pricer_split", None, "test", "NAME", "split of a dataset folder to score (a single file "
-     "is one split and takes none). Default: %(default)r"),
-    ("--pricer-n", "pricer_n", options.positive_int("--pricer-n"), 250, "N",
-     "score the first N items. Default: %(default)r"),
-    ("--pricer-template", "pricer_template", options.template("--pricer-template"), None, "TEMPLATE",
-     "prompt template over the data's columns, not price; \\n and \\t are a newline and a tab. "
-     "Default: the text column"),
-    ("--pricer-model", "pricer_model", None, "default", "ID_OR_PATH", "causal LM to gate. Default: %(default)r"),
-    ("--pricer-predictor", "pricer_predictor", options.choice("--pricer-predictor", ("constant", "linear", "bow",
-     "random-forest")), None, "NAME", "gate a classic predictor instead of an LLM. Default: none"),
-    ("--pricer-bits", "pricer_bits", options.bits_list("--pricer-bits"), (4, 8, 16, 32), "B[,B...]",
-     "bit widths to gate. Default: 4,8,16,32"),
-    ("--pricer-adapter", "pricer_adapter", options.existing_path("--pricer-adapter"), None, "DIR",
-     "LoRA adapter folder applied to the model. Default: none"),
-    ("--pricer-device", "pricer_device", options.choice("--pricer-device", ("cpu", "cuda")), None, "DEVICE",
-     "cpu or cuda. Default: cuda when available"),
-    ("--pricer-batch-size", "pricer_batch_size", options.positive_int("--pricer-batch-size"), None, "N",
-     "fixed batches of N prompts in input order. Default: the batching the width's baseline was made with, "
-     "else a token budget"),
-    ("--pricer-token-budget", "pricer_token_budget", options.positive_int("--pricer-token-budget"), None, "TOKENS",
-     "prompts sorted by length fill each batch up to TOKENS padded tokens. Default: the baseline's batching, else "
-     "1536 on CPU, 32768 on CUDA"),
-    ("--pricer-baseline-class", "pricer_baseline_class", options.hardware_class("--pricer-baseline-class"), None,
-     "CLASS", "gate against the baselines of another hardware class (e.g. cuda-bfloat16) with the cross-class "
-     "rule. Default: this machine's class"),
-    ("--pricer-baselines", "pricer_baselines", None, "baselines", "DIR",
-     "folder of stored baselines, relative to the rootdir. Default: %(default)r"),
-    ("--pricer-reason", "pricer_reason", None, None, "TEXT", "why baselines are rewritten (with --update-baselines)"),
-    ("--pricer-tolerance", "pricer_tolerance", options.share("--pricer-tolerance"), 0.08, "SHARE",
-     "worsening of Error (its 5%%-trimmed mean per-item change) tolerated even when significant, as a share of "
-     "the baseline's Error (0.08 or 8%%). Default: %(default)r"),
-    ("--pricer-tolerance-dollars", "pricer_tolerance_dollars", options.non_negative_float(
-     "--pricer-tolerance-dollars"), 0.0, "DOLLARS", "worsening tolerated in dollars; the larger tolerance wins. "
-     "Default: %(default)r"),
-    ("--pricer-log-tolerance", "pricer_log_tolerance", options.share("--pricer-log-tolerance"), 0.12, "SHARE",
-     "worsening of the mean log error |log(guess+1) - log(truth+1)| tolerated even when significant, as a share "
-     "of the baseline's (0.12 or 12%%). Default: %(default)r"),
-    ("--pricer-hits-tolerance", "pricer_hits_tolerance", options.share("--pricer-hits-tolerance"), 0.04, "POINTS",
-     "drop of Hits tolerated even when significant, in points (0.04 or 4%%). Default: %(default)r"),
-    ("--pricer-unparsed-tolerance", "pricer_unparsed_tolerance", options.share("--pricer-unparsed-tolerance"), 0.01,
-     "SHARE", "rise of completions without a price tolerated even when significant, as a share of the items. "
-     "Default: %(default)r"),
-    ("--pricer-tail-budget", "pricer_tail_budget", options.budget("--pricer-tail-budget"), 1, "N",
-     "absurd answers (above --pricer-tail-factor x both their truth and the baseline's largest answer) a run may "
-     "add and pass; 'off' turns the tail rule off (across classes at least 2). Default: %(default)r"),
-    ("--pricer-tail-factor", "pricer_tail_factor", options.factor("--pricer-tail-factor"), 10.0, "X",
-     "how far above the baseline's largest answer, and the item's truth, an answer is absurd. Default: %(default)r"),
-    ("--pricer-alpha", "pricer_alpha", options.significance("--pricer-alpha"), 0.05, "P",
-     "significance level of the paired tests, Holm-corrected over the measures. Default: %(default)r"),
-    ("--pricer-max-error", "pricer_max_error", options.non_negative_float("--pricer-max-error"), None, "DOLLARS",
-     "fail when Error is above this. Default: no limit"),
-    ("--pricer-min-hits", "pricer_min_hits", options.share("--pricer-min-hits"), None, "SHARE",
-     "fail when Hits is below this. Default: no limit"),
-    ("--pricer-max-unparsed", "pricer_max_unparsed", options.share("--pricer-max-unparsed"), None, "SHARE",
-     "fail when more completions than this have no price. Default: no limit"),
-    ("--pricer-max-tax", "pricer_max_tax", options.share("--pricer-max-tax"), None, "SHARE",
-     "fail when a width's Error exceeds the 32-bit Error by surely more than this share. Default: report only"),
-    ("--pricer-history", "pricer_history", None, None, "PATH", "append each gated width's metrics, commit and "
-     "machine to this JSON Lines file (relative to the ini file), read by `pricer history`. Default: none"),
-    ("--pricer-save-runs", "pricer_save_runs", None, None, "DIR", "store each width's run in DIR (relative to the "
-     "ini file; the baseline format) for `pricer ladder DIR...` over CI jobs that gate one width each. Default: none"),
-    ("--pricer-summary", "pricer_summary", None, None, "PATH", "append the gate's verdicts as Markdown to this file "
-     "(relative to the ini file), e.g. \"$GITHUB_STEP_SUMMARY\": per width the measures, the items that moved most, "
-     "the chart and the accepting command. Default: none"),
-    ("--pricer-charts", "pricer_charts", None, None, "DIR", "draw every width's chart of what moved (baseline guess "
-     "against new guess per item) in DIR (relative to the ini file). Default: only failing widths', in "
-     f"{DEFAULT_CHARTS}"),
-    ("--pricer-bench-items", "pricer_bench_items", options.positive_int("--pricer-bench-items"), 8, "N",
-     "benchmarks time the first N items' prompts as one batch. Default: %(default)r"),
-    ("--pricer-bench-rounds", "pricer_bench_rounds", options.positive_int("--pricer-bench-rounds"), None, "N",
-     "timed rounds per benchmark, after warming up until the rounds settle. Default: as pytest-benchmark picks "
-     "them, at least --benchmark-min-rounds (5), more to fill --benchmark-max-time"),
-]
-# Keys that take several values: a TOML list (["4", "8"]) or the command line's text ("4,8").
-LIST_KEYS = ("pricer_bits",)
+OPTIONS = tuple(option for option in option_table.OPTIONS if option.plugin)
 # Keys naming a file or folder: `pricer_history = true` would otherwise write a file named "True".
-PATH_KEYS = tuple(ini for _, ini, _, _, metavar, _ in OPTIONS if metavar in ("PATH", "DIR", "SOURCE", "ID_OR_PATH"))
+PATH_KEYS = tuple(o.ini for o in OPTIONS if o.metavar in ("PATH", "DIR", "SOURCE", "ID_OR_PATH"))
 SWITCH_WORDS = ("true", "false", "yes", "no", "on", "off")
-_EXAMPLES = {"pricer_history": ".benchmarks/pricer-accuracy.jsonl", "pricer_save_runs": "runs",
-             "pricer_baselines": "baselines", "pricer_data": "data"}  # shown when a path key holds a switch
 SETTINGS_KEY = pytest.StashKey["EvalSettings"]()
 SESSION_KEY = pytest.StashKey["EvalSession"]()
 VERDICTS_KEY = pytest.StashKey[dict[str, bool]]()  # width -> gate passed, for the accuracy history
@@ -115,13 +34,12 @@ CPU_THREADS_KEY = pytest.StashKey["CpuThreads"]()  # how torch's CPU threads wai
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pricer", "pricer: accuracy gate for price-predicting LLMs")
-    for flag, ini, parse, default, metavar, help_text in OPTIONS:
-        group.addoption(flag, dest=ini, type=parse, default=None, metavar=metavar,
-                        help=help_text.replace("%(default)r", repr(default)))
-        # linelist takes a TOML list as it is and ini text as one line, in pytest 8 and 9 alike.
-        parser.addini(ini, help=f"as {flag}", default=None, type="linelist" if ini in LIST_KEYS else None)
-    group.addoption("--update-baselines", action="store_true", default=False,
-                    help="rewrite the baselines from this run (needs --pricer-reason); the run still fails")
+    for option in OPTIONS:
+        group.addoption(option.plugin, **option_table.arguments(option, PLUGIN))
+        if option.ini:
+            # linelist takes a TOML list as it is and ini text as one line, in pytest 8 and 9 alike.
+            parser.addini(option.ini, help=f"as {option.plugin}", default=None,
+                          type="linelist" if option.ini_list else None)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -183,25 +101,26 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 def _option(config: pytest.Config, ini: str) -> Any:
     """One option's value (already checked by _settings at configure)."""
-    flag, _, parse, default, _, _ = next(row for row in OPTIONS if row[1] == ini)
-    return _value(config, flag, ini, parse, default)
+    return _value(config, next(option for option in OPTIONS if option.ini == ini))
 
 
-def _value(config: pytest.Config, flag: str, ini: str, parse: Callable[[str], Any] | None, default: Any) -> Any:
+def _value(config: pytest.Config, option: Option) -> Any:
     """Command line first, then the ini file, then the default; ini values pass the same parser."""
+    ini = option.ini
     value = config.getoption(ini)
     if value is not None:
         return value
     raw = config.getini(ini)
     if raw in (None, "", []):
-        return default
+        return option.default
     if isinstance(raw, list):
-        if ini not in LIST_KEYS:
+        if not option.ini_list:
             raise pytest.UsageError(f"ini {ini}: takes one value, not a list ({raw!r})")
         raw = ",".join(str(part).strip() for part in raw)
     if ini in PATH_KEYS and raw.strip().lower() in SWITCH_WORDS:
         raise pytest.UsageError(f"ini {ini}: {raw!r} is a switch, not a path; name a file or folder "
-                                f"(relative to the ini file), e.g. {ini} = \"{_EXAMPLES.get(ini, 'NAME')}\"")
+                                f"(relative to the ini file), e.g. {ini} = \"{option.example or 'NAME'}\"")
+    parse = option.parser(PLUGIN)
     try:
         return parse(raw) if parse else raw
     except argparse.ArgumentTypeError as exc:
@@ -212,29 +131,22 @@ def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
     """Every option's value, checked: bad values stop the run before collection with a one-line usage error."""
     from pricer.data import DataSpec, resolve_source
     from pricer.gate import GateConfig
-    from pricer.session import EvalSettings
+    from pricer.settings import EvalSettings
 
     _refuse_unknown_keys(config)
     _refuse_misread_paths(config)
-    v = {ini: _value(config, flag, ini, parse, default) for flag, ini, parse, default, _, _ in OPTIONS}
+    v = {option.name: _value(config, option) for option in OPTIONS if option.ini}
     update = config.getoption("update_baselines")
-    if update and not (v["pricer_reason"] or "").strip():
+    if update and not (v["reason"] or "").strip():
         raise pytest.UsageError("--update-baselines needs --pricer-reason 'why the baselines move'")
     _refuse_ignored(config, v)
     return EvalSettings(
-        data=DataSpec(source=resolve_source(v["pricer_data"]), split=v["pricer_split"], n=v["pricer_n"],
-                      template=v["pricer_template"]),
-        model=v["pricer_model"], predictor=v["pricer_predictor"], bits=v["pricer_bits"],
-        adapter=v["pricer_adapter"], device=v["pricer_device"], batch_size=v["pricer_batch_size"],
-        token_budget=v["pricer_token_budget"], baseline_class=v["pricer_baseline_class"],
-        baselines=Path(v["pricer_baselines"]), update=update, reason=v["pricer_reason"],
-        gate=GateConfig(tolerance_share=v["pricer_tolerance"], tolerance_dollars=v["pricer_tolerance_dollars"],
-                        log_tolerance=v["pricer_log_tolerance"], hits_tolerance=v["pricer_hits_tolerance"],
-                        unparsed_tolerance=v["pricer_unparsed_tolerance"],
-                        tail_budget=v["pricer_tail_budget"], tail_factor=v["pricer_tail_factor"],
-                        alpha=v["pricer_alpha"], max_error=v["pricer_max_error"], min_hits=v["pricer_min_hits"],
-                        max_unparsed=v["pricer_max_unparsed"]),
-        max_tax_share=v["pricer_max_tax"],
+        data=DataSpec(source=resolve_source(v["data"]), split=v["split"], n=v["n"], template=v["template"]),
+        model=v["model"], predictor=v["predictor"], bits=v["bits"], adapter=v["adapter"], device=v["device"],
+        batch_size=v["batch_size"], token_budget=v["token_budget"], baseline_class=v["baseline_class"],
+        baselines=Path(v["baselines"]), update=update, reason=v["reason"],
+        gate=GateConfig(**{option.gate: v[option.name] for option in OPTIONS if option.gate}),
+        max_tax_share=v["max_tax"],
         rerun_args=_rerun_args(config.invocation_params.args),
     )
 
@@ -245,7 +157,7 @@ def _refuse_unknown_keys(config: pytest.Config) -> None:
 
     # pytest's own list of keys no plugin registered (private, in pytest 8 and 9): it only warns about them.
     unknown = getattr(config, "_get_unknown_ini_keys", lambda: ())()
-    known = [ini for _, ini, *_ in OPTIONS]
+    known = [option.ini for option in OPTIONS if option.ini]
     for key in sorted(k for k in unknown if k.lower().startswith("pricer")):
         close = difflib.get_close_matches(key.lower().replace("-", "_"), known, n=1)
         hint = f"did you mean {close[0]}?" if close else "`pytest --help` lists pricer's keys among the ini-options"
@@ -263,7 +175,7 @@ def _refuse_misread_paths(config: pytest.Config) -> None:
         return  # the user chose them
     here = config.invocation_params.dir
     args = list(config.invocation_params.args)
-    flags = {flag for flag, ini, *_ in OPTIONS if ini in PATH_KEYS}
+    flags = {option.plugin for option in OPTIONS if option.ini in PATH_KEYS}
     misread = [(flag, value) for flag, value in zip(args, args[1:]) if flag in flags and _exists(here / value)]
     if not misread:
         return
@@ -295,37 +207,22 @@ def _project_root(config: pytest.Config) -> Path:
 
 def _refuse_ignored(config: pytest.Config, v: dict[str, Any]) -> None:
     """Paths that cannot be used and options the run would ignore: usage errors now, not tracebacks at the end."""
-    from pricer.data import resolve_source, single_file
+    from pricer.data import resolve_source
 
     root = _project_root(config)
-    checks = [(options.folder("--pricer-baselines"), v["pricer_baselines"])]
-    if v["pricer_history"]:
-        checks.append((options.output_file("--pricer-history"), v["pricer_history"]))
-    if v["pricer_save_runs"]:
-        checks.append((options.folder("--pricer-save-runs"), v["pricer_save_runs"]))
-    if v["pricer_summary"]:
-        checks.append((options.output_file("--pricer-summary"), v["pricer_summary"]))
-    if v["pricer_charts"]:
-        checks.append((options.folder("--pricer-charts"), v["pricer_charts"]))
-    for parse, value in checks:
-        try:
-            parse(str(root / Path(value).expanduser()))
-        except argparse.ArgumentTypeError as exc:
-            raise pytest.UsageError(str(exc)) from None
-    if v["pricer_predictor"]:
-        given = [flag for flag, ini in (("--pricer-bits", "pricer_bits"), ("--pricer-adapter", "pricer_adapter"))
-                 if config.getoption(ini) is not None]  # an ini pin of bits may serve other runs: only the command line
-        if given:
-            raise pytest.UsageError(f"{given[0]} applies to an LLM; --pricer-predictor {v['pricer_predictor']} "
-                                    "has no bits or adapter")
-        if config.getoption("pricer_baseline_class") is not None:
-            raise pytest.UsageError(f"--pricer-baseline-class applies to an LLM; --pricer-predictor "
-                                    f"{v['pricer_predictor']} is the same on every machine, so its baseline has no "
-                                    "hardware class")
-    split_given = config.getoption("pricer_split") is not None or config.getini("pricer_split") not in (None, "")
-    if split_given and single_file(resolve_source(v["pricer_data"])):
-        raise pytest.UsageError(f"--pricer-split {v['pricer_split']}: {resolve_source(v['pricer_data'])} is a single "
-                                "file, which is one split; --pricer-split picks a split of a dataset folder")
+    # An ini pin (of bits, say) may serve other runs: only the command line counts as given, but for a split,
+    # which no run on a single file can use.
+    given = {option.name: v[option.name] for option in OPTIONS
+             if option.ini and config.getoption(option.ini) is not None}
+    if config.getini("pricer_split") not in (None, ""):
+        given["split"] = v["split"]
+    try:
+        for option in OPTIONS:
+            if option.relative and v[option.name]:
+                option.parse(option.plugin)(str(root / Path(v[option.name]).expanduser()))
+        option_table.refuse_ignored(PLUGIN, given=given, predictor=v["predictor"], source=resolve_source(v["data"]))
+    except (argparse.ArgumentTypeError, OptionError) as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _rerun_args(args: Sequence[str]) -> tuple[str, ...]:
@@ -345,7 +242,8 @@ def eval_session(config: pytest.Config, *, warn: bool = True):  # -> pricer.sess
     """The session's one EvalSession, made on first use so plain test runs never build it (the xdist controller's
     is made with warn=False: its workers warn)."""
     if SESSION_KEY not in config.stash:
-        from pricer.session import SMALL_N, EvalSession
+        from pricer.outcome import SMALL_N
+        from pricer.session import EvalSession
 
         settings = config.stash[SETTINGS_KEY]
         if warn and settings.data.n is not None and settings.data.n < SMALL_N:
@@ -432,16 +330,16 @@ class Gate:
 
         try:
             self._note_detectability()
-            verdict = self.session.check(self.width)
-            hardware = self.session.hardware_class
+            verdict = self.session.gates.check(self.width)
+            hardware = self.session.home.machine_class
         except PricerError as exc:
             problem = str(exc)
             self.properties.extend(summary.problem_properties(width=self.width, text=problem,
-                                                              hardware=self.session.hardware_class))
+                                                              hardware=self.session.home.machine_class))
         else:
             self.verdicts[self.width] = verdict.passed
-            path = self.session.baseline_path(self.width)
-            accept = "" if verdict.passed else self.session.accept_command(self.width, reason="why")
+            path = self.session.home.path(self.width)
+            accept = "" if verdict.passed else self.session.gates.accept_command(self.width, reason="why")
             chart, chart_line = self._chart(verdict)
             shown = {"baseline": self._shown(path), "hardware": hardware,
                      "chart": self._shown(chart) if chart else None}
@@ -460,21 +358,20 @@ class Gate:
 
         if not verdict.judgements or (verdict.passed and self.charts is None):
             return None, ""  # no judgements: not comparable, so no items to pair
-        from pricer.baselines import read_baseline
         from pricer.charts import moved_chart
         from pricer.files import ignored_folder
 
         root = self.session.root
-        stored = self.session.baseline_path(self.width)
+        stored = self.session.home.path(self.width)
         try:  # named as the baseline is under the baselines folder: <model>/<class>/4bit-moved.png
-            name = stored.relative_to(root / self.session.settings.baselines)
+            name = stored.relative_to(self.session.home.folder)
         except ValueError:
             name = Path(stored.name)
         name = name.with_name(f"{name.stem}-moved.png")
         try:
             folder = self.charts or ignored_folder(root / Path(DEFAULT_CHARTS).parent) / Path(DEFAULT_CHARTS).name
             path = folder / name
-            moved_chart(path, items=read_baseline(stored).items,
+            moved_chart(path, items=self.session.gates.baseline(self.width).items,
                         guesses=[p.guess for p in self.session.run(self.width).predictions],
                         labelled=[w.index for w in verdict.worst], title=verdict.name)
         except (OSError, PricerError) as exc:  # the verdict stands without its picture
@@ -492,12 +389,14 @@ class Gate:
         """Before gating: the smallest worsening this n and this baseline can reveal."""
         from pricer.errors import BaselineError
 
-        if self.session.settings.update or not self.session.baseline_path(self.width).exists():
+        if self.session.settings.update:
             return
         try:
-            found = self.session.detectability(self.width)
+            found = self.session.gates.detectability(self.width)
         except BaselineError:
             return  # check() reports it and records it for the summary
+        if found is None:
+            return  # no baseline: check() says how to make one
         note = (f"{self.width}: this gate detects at 80% power a worsening of "
                 + ", ".join(f"{d.measure} {d.text}" for d in found.measures))
         print(note)
@@ -548,12 +447,12 @@ def _append_summary(config: pytest.Config) -> bool:
     if not path or workers.worker_id(config) or SESSION_KEY not in config.stash:
         return True
     eval_run = config.stash[SESSION_KEY]
-    if not eval_run.outcomes:
+    if not eval_run.gates.outcomes:
         return True  # no width was gated (eval tests deselected): nothing to report
     from pricer.summary import append_document, session_document
 
     settings = eval_run.settings
-    text = session_document(model=settings.model_name, widths=settings.widths, outcomes=eval_run.outcomes,
+    text = session_document(model=settings.model_name, widths=settings.widths, outcomes=eval_run.gates.outcomes,
                             blocks=config.stash[SUMMARIES_KEY], ladder=workers.summary_lines(config))
     target = eval_run.root / Path(path).expanduser()
     try:
@@ -573,17 +472,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if SESSION_KEY not in config.stash:
         return
     session = config.stash[SESSION_KEY]
-    if not session.outcomes:
+    if not session.gates.outcomes:
         return
     from pricer.baselines import unused_baselines
 
     terminalreporter.section("pricer gate")
-    for outcome in session.outcomes:
+    for outcome in session.gates.outcomes:
         terminalreporter.line(outcome.text, red=not outcome.passed, green=outcome.passed)
     for line, failed in workers.summary_lines(config):
         terminalreporter.line(line, red=failed)
-    folder = session.baseline_path("x").parent  # this model's baselines of this hardware class
-    unused = unused_baselines(folder, session.used_baselines)
+    folder = session.home.path("x").parent  # this model's baselines of this hardware class
+    unused = unused_baselines(folder, session.gates.used_baselines)
     if unused and not session.settings.predictor:
         terminalreporter.line(f"{len(unused)} stored baselines were not compared in this run:")
         for path in unused:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pricer.errors import BaselineError, OptionError
+from pricer.widths import NAMES
 
 COURSE_FOLDER = "course-2024-tester-outputs"  # beside the data folder; see its README for where the rows came from
 COURSE_README = "README.md"
-WIDTHS = ("4bit", "8bit", "16bit", "32bit")
 KIND_COLORS = {"classic": "#999999", "base": "#1f77b4", "fine-tuned": "#2ca02c"}
 # The course's rows drawn as reference lines: the best frontier model, the fine-tuned ones, the classic best.
 LOG_AXIS_FROM = 20  # dollars: left of every course figure and classic Error, so each bar shows its length
@@ -90,11 +90,9 @@ def stored_class(*, baselines: Path, model_name: str, hardware_class: str | None
 def stored_classes(*, baselines: Path, model_name: str) -> list[str]:
     """The hardware class folders (cpu-bfloat16, cuda-bfloat16...) a model's baselines are stored in."""
     from pricer.baselines import baseline_path
-    from pricer.hardware import CLASS_PATTERN
+    from pricer.hardware import stored_classes as in_folder
 
-    folder = baseline_path(baselines, model_name, "any").parent
-    return sorted(p.name for p in folder.glob("*") if p.is_dir() and CLASS_PATTERN.match(p.name)) \
-        if folder.is_dir() else []
+    return in_folder(baseline_path(baselines, model_name, "any").parent)
 
 
 def stored_rows(*, baselines: Path, model_name: str, kind: str,
@@ -108,7 +106,7 @@ def stored_rows(*, baselines: Path, model_name: str, kind: str,
     if chosen and classes and chosen not in classes:
         folder = baseline_path(baselines, model_name, "any").parent
         return [], [f"{folder}: no baselines of class {chosen}; it has {', '.join(classes)} (pass --hardware-class)"]
-    for width in WIDTHS:
+    for width in NAMES:
         path = baseline_path(baselines, model_name, width, hardware_class=chosen)
         if not path.exists():
             missing.append(f"{path}: not found")
@@ -123,11 +121,10 @@ def stored_rows(*, baselines: Path, model_name: str, kind: str,
 def classic_rows(*, data: str, n: int) -> list[ResultRow]:
     """Each classic predictor trained on the train split and scored on the first n test items."""
     from pricer.classic import CLASSIC_NAMES, train_classic
-    from pricer.data import DataSpec, load_items
+    from pricer.data import DataSpec, load_items, refuse_single_file
     from pricer.evaluate import evaluate
 
-    if Path(data).is_file():
-        raise OptionError(f"--data {data}: a single file has no train split for the classic predictors")
+    refuse_single_file(data, option="--data", data_option="--data")
     train = load_items(DataSpec(source=data, split="train", n=None))
     test = load_items(DataSpec(source=data, split="test", n=n))
     rows = []
@@ -141,7 +138,7 @@ def classic_rows(*, data: str, n: int) -> list[ResultRow]:
 def _model_names(*, model: str, adapter: Path | None) -> list[tuple[str, str]]:
     """(kind, baseline folder name) of the base model and, with an adapter, the fine-tuned one."""
     from pricer.data import DataSpec
-    from pricer.session import EvalSettings
+    from pricer.settings import EvalSettings
 
     names = [("base", EvalSettings(data=DataSpec(), model=model).model_name)]
     if adapter is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pricer.gate import Verdict
-    from pricer.session import Outcome
+    from pricer.outcome import Outcome
 
 PROPERTY_PREFIX = "pricer."
 TAIL_SHOWN = 10  # absurd answers listed before the rest fold away: a broken run can have hundreds
@@ -100,7 +100,7 @@ def tail_lines(tail: Any) -> list[str]:
 
 
 def ladder_section(ladder: Sequence[tuple[str, bool]]) -> list[str]:
-    """The quantization ladder's summary lines (workers.ladder_lines) as a heading and a list."""
+    """The quantization ladder's summary lines (pricer.ladder.ladder_lines) as a heading and a list."""
     if not ladder:
         return []
     (heading, _), *rest = ladder

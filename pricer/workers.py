@@ -1,5 +1,5 @@
 """Scale out: one width per pytest-xdist worker (its group, GPU and share of the CPU), each worker's results relayed
-to the controller, and the quantization ladder from the runs that separate workers or CI jobs saved."""
+to the controller, which orders them and computes the quantization ladder (pricer.ladder) as a serial run does."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from pricer.cpu_threads import CpuThreads
     from pricer.evaluate import RunResult
     from pricer.fingerprint import Fingerprint
-    from pricer.gate import Tax
-    from pricer.session import EvalSession, EvalSettings
+    from pricer.session import EvalSession
+    from pricer.settings import EvalSettings
 
 GROUP_PREFIX = "pricer-"  # xdist_group names, e.g. "pricer-4bit": a user's own groups keep their names
 # A worker's results ride on its test reports: pytest sends a report's extra attributes to the xdist controller,
@@ -28,8 +28,6 @@ GPUS_INPUT = "pricer_gpus"  # workerinput keys: the GPUs the controller found, s
 LOADGROUP_INPUT = "pricer_loadgroup"  # and whether it distributes by group
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"
 WORKER_ENV, WORKER_COUNT_ENV = "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"  # set in each worker by xdist
-REFERENCE = "32bit"  # the ladder's reference width
-WIDTH_ORDER = ("4bit", "8bit", "16bit", "32bit")
 LADDER_KEY = pytest.StashKey[tuple[tuple[str, bool], ...]]()  # (summary line, whether it reports a failure)
 
 
@@ -204,9 +202,9 @@ class Relay:
         payload: dict[str, Any] = {}
         if runs:
             payload["runs"] = {w: run_payload(session.run(w), session.fingerprint(w)) for w in runs}
-        if outcomes := session.outcomes[self._outcomes:]:
+        if outcomes := session.gates.outcomes[self._outcomes:]:
             payload["outcomes"] = [[o.width, str(o.path), o.text, o.passed] for o in outcomes]
-        if used := session.used_baselines[self._used:]:
+        if used := session.gates.used_baselines[self._used:]:
             payload["used"] = [str(p) for p in used]
         if verdicts := {w: p for w, p in self._verdicts.items() if w not in self._sent_verdicts}:
             payload["verdicts"] = verdicts
@@ -215,7 +213,7 @@ class Relay:
             self._sent_summaries.update(summaries)
         if (loads := session.models.loads - self._loads) and width is not None:
             payload["loads"] = {width: loads}
-        self._outcomes, self._used = len(session.outcomes), len(session.used_baselines)
+        self._outcomes, self._used = len(session.gates.outcomes), len(session.gates.used_baselines)
         self._loads = session.models.loads
         self._sent_verdicts.update(verdicts)
         if payload:
@@ -250,14 +248,14 @@ class Controller:
 
     def receive(self, payload: Mapping[str, Any]) -> None:
         """Adopt one report's relayed results."""
-        from pricer.session import Outcome
+        from pricer.outcome import Outcome
 
         session = self._session()
         for width, raw in payload.get("runs", {}).items():
             session.add_run(width, *run_from_payload(raw))
-        for width, path, text, passed in payload.get("outcomes", ()):
-            session.outcomes.append(Outcome(width=width, path=Path(path), text=text, passed=passed))
-        session.used_baselines.extend(Path(p) for p in payload.get("used", ()))
+        session.gates.adopt(outcomes=[Outcome(width=width, path=Path(path), text=text, passed=passed)
+                                      for width, path, text, passed in payload.get("outcomes", ())],
+                            used=[Path(p) for p in payload.get("used", ())])
         self.verdicts.update(payload.get("verdicts", {}))
         self.summaries.update(payload.get("summaries", {}))
         for width, count in payload.get("loads", {}).items():
@@ -266,7 +264,7 @@ class Controller:
     def finish(self, session: EvalSession) -> None:
         """Put the relayed outcomes and verdicts in width order, as a serial run lists them."""
         order = {w: i for i, w in enumerate(session.settings.widths)}
-        session.outcomes.sort(key=lambda o: order.get(o.width, len(order)))
+        session.gates.order(session.settings.widths)
         # A verdict always arrives with or after its run; one without would make the history run the model here.
         ordered = sorted(((w, p) for w, p in self.verdicts.items() if w in session.runs), key=lambda wp: order[wp[0]])
         self.verdicts.clear()
@@ -329,14 +327,14 @@ def register(config: pytest.Config, *, session: Callable[[], EvalSession | None]
 def finish(config: pytest.Config, session: EvalSession) -> bool:
     """At session end, outside workers: order what workers relayed, then the ladder of this session's runs for the
     summary. True when the controller finds a tax past --pricer-max-tax (under xdist no test gates the ladder)."""
+    from pricer.ladder import ladder_lines
+
     if worker_id(config) is not None:
         return False
     controller = config.pluginmanager.get_plugin("pricer-controller")
     if controller is not None:
         controller.finish(session)
-    settings = session.settings
-    taxes = ladder(session.runs, max_tax_share=settings.max_tax_share, alpha=settings.gate.alpha)
-    lines = ladder_lines(taxes)
+    lines = ladder_lines(session.ladder(run_missing=False))
     config.stash[LADDER_KEY] = lines
     return controller is not None and any(failed for _, failed in lines)
 
@@ -350,112 +348,3 @@ def loads_line(config: pytest.Config, session: EvalSession) -> str:
     """How many models were loaded, and under xdist by which worker."""
     controller = config.pluginmanager.get_plugin("pricer-controller")
     return controller.loads_line() if controller is not None else f"models loaded: {session.models.loads}"
-
-
-# ---------------------------------------------------------------- the ladder, here or from saved runs
-
-
-def ladder(runs: Mapping[str, RunResult], *, max_tax_share: float | None, alpha: float) -> list[Tax]:
-    """Each width's run against the 32-bit run; empty unless both a 32-bit run and another width are there."""
-    from pricer.gate import quantization_ladder
-
-    if REFERENCE not in runs or len(runs) < 2:
-        return []
-    others = {w: run for w, run in runs.items() if w != REFERENCE}
-    return quantization_ladder(runs[REFERENCE], others, max_tax_share=max_tax_share, alpha=alpha)
-
-
-def ladder_lines(taxes: Sequence[Tax]) -> tuple[tuple[str, bool], ...]:
-    """The ladder as summary lines; a last line names the widths whose tax is past --pricer-max-tax."""
-    if not taxes:
-        return ()
-    lines = [(f"quantization ladder against {REFERENCE}:", False)]
-    lines += [(f"  {tax.line()}", tax.exceeded) for tax in taxes]
-    exceeded = [tax.label for tax in taxes if tax.exceeded]
-    if exceeded:
-        lines.append((f"quantization tax past --pricer-max-tax: {', '.join(exceeded)}", True))
-    return tuple(lines)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SavedRun:
-    """A run stored by --pricer-save-runs (or a baseline: the same format), read back for the ladder."""
-
-    path: Path
-    width: str
-    run: RunResult
-    fingerprint: Fingerprint
-
-
-def read_saved_run(path: Path) -> SavedRun:
-    """One stored run, scored again from its guesses; stored items keep index, title and price, not the prompt,
-    which scoring does not need (the fingerprint's data_sha256 stands for the prompts)."""
-    from pricer.baselines import read_baseline
-    from pricer.data import Item
-    from pricer.evaluate import score_run
-    from pricer.predict import Prediction
-
-    stored = read_baseline(path)
-    items = [Item(index=b.index, prompt="", price=b.truth, title=b.title) for b in stored.items]
-    predictions = [Prediction(guess=b.guess, completion=b.completion, parsed=b.parsed) for b in stored.items]
-    decisive = stored.fingerprint.decisive
-    width = f"{decisive['bits']}bit" if decisive.get("bits") is not None else str(decisive.get("predictor"))
-    return SavedRun(path=Path(path), width=width, run=score_run(stored.name, items, predictions),
-                    fingerprint=stored.fingerprint)
-
-
-def _refuse_mixed_classes(runs: Sequence[SavedRun]) -> None:
-    """A ladder pairs the widths of one hardware class: across classes it would measure the hardware, not the
-    quantization. A run's class is its folder's name (runs/<model>/<class>/4bit.json, as --pricer-save-runs and
-    baselines/ store it); where a folder does not say, the device kind its fingerprint records (its compute dtype is
-    the width's own at 8 and 32 bits, not the class's)."""
-    from pricer.errors import BaselineError
-    from pricer.hardware import CLASS_PATTERN
-
-    def kind(run: SavedRun) -> str | None:
-        device = run.fingerprint.context.get("device")
-        return None if device is None else ("cuda" if str(device).startswith("cuda") else "cpu")
-
-    for label, class_of in (("hardware class", lambda run: run.path.parent.name
-                             if CLASS_PATTERN.match(run.path.parent.name) else None), ("device", kind)):
-        known = [(run, class_of(run)) for run in runs if class_of(run) is not None]
-        for run, found in known[1:]:
-            if found != known[0][1]:
-                raise BaselineError(f"{run.path}: a run of {label} {found}, but {known[0][0].path} is of "
-                                    f"{known[0][1]}; a ladder compares the widths of one hardware class (greedy "
-                                    "decodes differ between classes): pass runs made on one kind of machine")
-
-
-def read_saved_runs(paths: Sequence[Path]) -> dict[str, SavedRun]:
-    """The runs stored under the paths (files, or folders searched for *.json): one per width, all of one model on
-    the same items, in width order."""
-    from pricer.errors import BaselineError, OptionError
-
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(path.rglob("*.json"))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise OptionError(f"{path}: no such file or folder")
-    if not files:
-        raise OptionError(f"no stored runs (*.json) under {', '.join(map(str, paths))}; save them with "
-                          "`pytest -m eval --pricer-save-runs DIR`")
-    runs: dict[str, SavedRun] = {}
-    for file in files:
-        saved = read_saved_run(file)
-        if saved.width in runs:
-            raise BaselineError(f"{file}: a second {saved.width} run (the first is {runs[saved.width].path}); "
-                                "pass one run per width")
-        runs[saved.width] = saved
-    first, *rest = runs.values()
-    for other in rest:
-        a, b = first.fingerprint.decisive, other.fingerprint.decisive
-        for name in sorted((set(a) | set(b)) - {"bits", "quantization"}):  # the two differ between widths by design
-            if a.get(name) != b.get(name):
-                raise BaselineError(f"{other.path}: not a run of the model and items of {first.path}: {name} is "
-                                    f"{b.get(name)!r}, not {a.get(name)!r}")
-    _refuse_mixed_classes(list(runs.values()))
-    order = {w: i for i, w in enumerate(WIDTH_ORDER)}
-    return dict(sorted(runs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))

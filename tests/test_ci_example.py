@@ -83,7 +83,7 @@ def test_the_ladder_job_needs_the_gate_jobs_and_reads_the_runs_they_upload(workf
 
 def test_every_pytest_command_parses_with_the_options_that_exist(workflow, pytester):
     gate = all_commands(workflow, "pytest")
-    flags = {flag for flag, *_ in OPTIONS}
+    flags = {option.plugin for option in OPTIONS}
 
     assert {bits for bits, _ in gate} == set(BITS)
     for bits, argv in gate:

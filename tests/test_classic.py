@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pricer.classic import CLASSIC_NAMES, LINEAR_FEATURES, text_features, text_of, top_words, train_classic
-from pricer.data import DATA_ENV, DataSpec, Item, load_items
+from pricer.data import DataSpec, Item, load_items
 from pricer.errors import DataError, OptionError
 from pricer.prompts import PRICE_PREFIX, QUESTION
 
@@ -110,14 +110,6 @@ def test_importing_the_module_does_not_load_sklearn():
     assert result.stdout.strip() == "False"
 
 
-@pytest.fixture(scope="module")
-def real_data() -> str:
-    source = os.environ.get(DATA_ENV)
-    if not source:
-        pytest.skip(f"set {DATA_ENV} to a folder with train.jsonl and test.jsonl to test on real items")
-    return source
-
-
 # That the forest beats the constant on the real test items is checked in tests/test_readme.py, from the run of the
 # README's commands, so that the forest is trained once per test session.
 
@@ -141,15 +133,15 @@ print(json.dumps(sorted(train_classic("bow", items).model[0].vocabulary_)))
 _AVX512 = ("AVX512_SKX", "AVX512_ICL", "AVX512_SPR", "X86_V4")
 
 
-def test_text_vocabulary_is_the_same_whichever_sort_the_cpu_gives_numpy(real_data):
+def test_text_vocabulary_is_the_same_whichever_sort_the_cpu_gives_numpy(data_dir):
     from numpy._core._multiarray_umath import __cpu_features__
 
     present = [name for name in _AVX512 if __cpu_features__.get(name)]
     if not present:
         pytest.skip("this CPU has no AVX-512: numpy sorts the same way in both runs")
-    train = load_items(DataSpec(source=real_data, split="train", n=None))
+    train = load_items(DataSpec(source=str(data_dir), split="train", n=None))
     here = sorted(train_classic("bow", train).model[0].vocabulary_)
-    avx2 = subprocess.run([sys.executable, "-c", _VOCABULARY_SCRIPT, os.path.join(real_data, "train.jsonl")],
+    avx2 = subprocess.run([sys.executable, "-c", _VOCABULARY_SCRIPT, str(data_dir / "train.jsonl")],
                           capture_output=True, text=True, check=True,
                           env={**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(present)}).stdout
     assert len(here) == 1000

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import socket
 from pathlib import Path
@@ -384,27 +383,19 @@ def test_items_digest_changes_when_one_price_changes(tmp_path: Path) -> None:
     assert items_digest(first) != items_digest(second)
 
 
-# The real data, where the environment points at it.
+# The real data, where the environment points at it (data_dir in conftest.py).
 
 
-@pytest.fixture
-def real_data() -> str:
-    source = os.environ.get(DATA_ENV)
-    if not source:
-        pytest.skip(f"set {DATA_ENV} to the pricer-data folder to check the real items")
-    return source
-
-
-def test_real_test_split_has_the_course_items(real_data: str) -> None:
-    items = load_items(DataSpec(source=real_data))
+def test_real_test_split_has_the_course_items(data_dir: Path) -> None:
+    items = load_items(DataSpec(source=str(data_dir)))
     assert len(items) == 250
     assert items[0].index == 1 and items[0].price == 374.41
     assert items[0].title.startswith("OEM AC Compressor")
     assert all(item.prompt.endswith(PRICE_PREFIX) for item in items)
 
 
-def test_real_train_split_prompts_end_without_the_answer(real_data: str) -> None:
-    items = load_items(DataSpec(source=real_data, split="train", n=None))
+def test_real_train_split_prompts_end_without_the_answer(data_dir: Path) -> None:
+    items = load_items(DataSpec(source=str(data_dir), split="train", n=None))
     assert len(items) == 998
     assert all(item.prompt.endswith(PRICE_PREFIX) for item in items)
 

@@ -3,7 +3,6 @@ line naming the option, file or row at fault, and the happy path prints no warni
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -19,16 +18,10 @@ from pricer.predict import Prediction
 from pricer.prompts import PRICE_PREFIX, QUESTION
 from pricer.session import EvalSession, EvalSettings
 
-# Imported in this process before any in-process run: pytester drops what a run imported, and numpy cannot be
-# imported twice in one process.
-LATE_IMPORTS = ("numpy", "scipy.stats", "datasets", "sklearn.dummy", "sklearn.pipeline")
 PROJECT_TOML = "[tool.pytest.ini_options]\n"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def late_imports_done_before_any_run() -> None:
-    for name in LATE_IMPORTS:
-        importlib.import_module(name)
+# Before the first in-process run: what the plugin imports late (see conftest.py).
+pytestmark = pytest.mark.usefixtures("late_imports")
 
 
 def data_folder(root: Path, *, test: int = 4) -> Path:
@@ -184,7 +177,7 @@ def test_update_baselines_for_another_hardware_class_is_refused_naming_both(tmp_
 
     with pytest.raises(OptionError, match=r"--pricer-baseline-class cuda-float16: this machine's hardware class is "
                                           r"cpu-float32, and a baseline is written only for the class it is made on"):
-        session.check("4bit")
+        session.gates.check("4bit")
     assert not (tmp_path / "baselines").exists()
 
 
@@ -193,7 +186,7 @@ def test_missing_baseline_of_another_class_never_prints_a_command_naming_that_cl
                           rerun_args=("-m", "eval", "--pricer-baseline-class", "cuda-float16", "--pricer-n", "4"))
 
     with pytest.raises(BaselineError) as raised:
-        session.check("4bit")
+        session.gates.check("4bit")
 
     first, command = str(raised.value).splitlines()[:2]
     assert first.endswith("cuda-float16/4bit.json: baseline not found; a cuda-float16 baseline is made on a "
@@ -208,7 +201,7 @@ def test_a_rewrite_with_fewer_items_than_the_stored_baseline_says_so_loudly(tmp_
     def rewrite(n: int) -> str:
         settings = EvalSettings(data=DataSpec(source=str(data), n=n), predictor="constant", update=True, reason="x")
         with pytest.raises(BaselineError, match="a rewrite never gates green") as raised:
-            EvalSession(settings, root=tmp_path).check("constant")
+            EvalSession(settings, root=tmp_path).gates.check("constant")
         return str(raised.value)
 
     assert "WARNING" not in rewrite(4)

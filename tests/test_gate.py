@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from pricer.data import DataSpec, Item, load_items
 from pricer.errors import BaselineError
 from pricer.evaluate import RunResult, score_run
 from pricer.fingerprint import Fingerprint
-from pricer.gate import GateConfig, compare, paired_delta, quantization_ladder
+from pricer.gate import GateConfig, compare, paired_delta
+from pricer.ladder import quantization_ladder
 from pricer.measures import PairedMean
 from pricer.predict import Prediction
 
@@ -23,25 +23,17 @@ FINGERPRINT = Fingerprint(decisive={"predictor": "random-forest", "data_sha256":
                           context={"cpu": "one machine"})
 
 
-def real_data() -> str:
-    source = os.environ.get("PRICER_DATA")
-    if not source:
-        pytest.skip("set PRICER_DATA to the pricer-data folder to gate real predictions")
-    return source
-
-
 @pytest.fixture(scope="module")
-def forest():
+def forest(data_dir: Path):
     from pricer.classic import train_classic
 
-    source = real_data()
-    train = load_items(DataSpec(source=source, split="train", n=None))
+    train = load_items(DataSpec(source=str(data_dir), split="train", n=None))
     return train_classic("random-forest", train)
 
 
 @pytest.fixture(scope="module")
-def items() -> list[Item]:
-    return load_items(DataSpec(source=real_data()))
+def items(data_dir: Path) -> list[Item]:
+    return load_items(DataSpec(source=str(data_dir)))
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +69,10 @@ def test_another_machine_with_flipped_items_passes(baseline, clean_run):
     assert "context differs" in verdict.message()
 
 
-def test_retrained_with_another_seed_passes(baseline, items):
+def test_retrained_with_another_seed_passes(baseline, items, data_dir):
     from pricer.classic import train_classic
 
-    train = load_items(DataSpec(source=real_data(), split="train", n=None))
+    train = load_items(DataSpec(source=str(data_dir), split="train", n=None))
     reseeded = score_run("random-forest", items, train_classic("random-forest", train, seed=7).predict(items))
     verdict = compare(baseline, reseeded, FINGERPRINT, GateConfig())
     assert verdict.passed, verdict.message()
@@ -217,9 +209,9 @@ def test_detectability_is_not_made_coarse_by_a_few_absurd_guesses(clean_run, tmp
 
     settings = EvalSettings(data=DataSpec(source="unused"), predictor="random-forest", baselines=tmp_path)
     session = EvalSession(settings, root=tmp_path)
-    path = session.baseline_path("random-forest")
+    path = session.home.path("random-forest")
     write_baseline(path, run=clean_run, fingerprint=FINGERPRINT, reason="first baseline", previous=None)
-    clean = session.detectability("random-forest")
+    clean = session.gates.detectability("random-forest")
     assert [d.measure for d in clean.measures] == ["Error", "log error", "Hits", "unparsed"]
     assert clean.too_coarse is None and clean.note is None
 
@@ -227,7 +219,7 @@ def test_detectability_is_not_made_coarse_by_a_few_absurd_guesses(clean_run, tmp
     # thumb said the gate could not see less than 70% of Error; Error's trimmed test and the log error can.
     absurd = with_guesses(clean_run, [100_000.0, 100_000.0] + [s.guess for s in clean_run.scores[2:]])
     write_baseline(path, run=absurd, fingerprint=FINGERPRINT, reason="absurd guesses", previous=None)
-    found = session.detectability("random-forest")
+    found = session.gates.detectability("random-forest")
 
     errors = [s.error for s in absurd.scores]
     assert PairedMean().detectable(errors, alpha=0.05) / absurd.metrics.error > 0.25
@@ -241,10 +233,10 @@ def test_detectability_warns_that_a_small_n_is_too_coarse(clean_run, tmp_path):
     settings = EvalSettings(data=DataSpec(source="unused"), predictor="random-forest", baselines=tmp_path)
     session = EvalSession(settings, root=tmp_path)
     small = score_run("random-forest", clean_run.items[:20], clean_run.predictions[:20])
-    write_baseline(session.baseline_path("random-forest"), run=small, fingerprint=FINGERPRINT, reason="few items",
+    write_baseline(session.home.path("random-forest"), run=small, fingerprint=FINGERPRINT, reason="few items",
                    previous=None)
 
-    assert "raise --pricer-n" in session.detectability("random-forest").too_coarse
+    assert "raise --pricer-n" in session.gates.detectability("random-forest").too_coarse
 
 
 def test_gate_fails_when_completions_stop_containing_a_price(baseline, clean_run):

@@ -5,7 +5,6 @@ the widths of a CI matrix shown as one run. The statistics themselves: test_chan
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import random
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from pricer.cli import main
-from pricer.data import DATA_ENV
 from pricer.errors import HistoryError
 from pricer.accuracy_history import ACCURACY_FORMAT, AccuracyEntry, append_accuracy, read_accuracy
 from pricer.benchmark_runs import read_benchmarks
@@ -23,8 +21,10 @@ from pricer.history import accuracy_runs, build_history
 from pricer.history_report import format_history
 
 MACHINE_ID = "Linux-CPython-3.11-64bit"  # pytest-benchmark's folder name: the same on every Linux box
-# What the plugin imports late; pytester's in-process runs must not import numpy a second time (see test_plugin).
-LATE_IMPORTS = ("numpy", "scipy.stats", "cpuinfo", "torch", "datasets", "sklearn.dummy", "sklearn.metrics")
+# Before the first in-process run: what the plugin imports late (see conftest.py), and torch: the history records
+# the GPU.
+pytestmark = pytest.mark.usefixtures("late_imports")
+MORE_LATE_IMPORTS = ("torch",)
 
 # A saved run as pytest-benchmark 5.3 writes it with pricer's plugin (trimmed from a real
 # `pytest -m benchmark --benchmark-autosave --pricer-bits 32 --pricer-bench-items 2` on this repo).
@@ -343,12 +343,6 @@ def test_sleep(benchmark):
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def late_imports_done_before_any_run() -> None:
-    for name in LATE_IMPORTS:
-        importlib.import_module(name)
-
-
 def test_compare_fail_flags_a_slowdown_and_the_history_marks_it(pytester, monkeypatch):
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(test_sleeper=SLEEPER)
@@ -372,12 +366,8 @@ def test_compare_fail_flags_a_slowdown_and_the_history_marks_it(pytester, monkey
     assert [step.significant for step in series.steps] == [False, True]
 
 
-def test_gated_widths_are_appended_to_the_accuracy_history_and_a_corrupt_one_fails_the_run(pytester, pytestconfig):
-    source = os.environ.get(DATA_ENV)
-    if not source:
-        pytest.skip(f"{DATA_ENV} is not set; point it at a folder with test.jsonl and train.jsonl")
-    # The runs below are in pytester's folder, where a relative path names nothing.
-    source = str(pytestconfig.invocation_params.dir / source)
+def test_gated_widths_are_appended_to_the_accuracy_history_and_a_corrupt_one_fails_the_run(pytester, data_dir):
+    source = str(data_dir)
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(test_price_gate="""
 import pytest

@@ -6,7 +6,6 @@ The projects gate classic predictors (constant, random-forest), so no LLM is loa
 from __future__ import annotations
 
 import glob
-import importlib
 import json
 import shutil
 from pathlib import Path
@@ -16,13 +15,6 @@ import pytest
 
 GATED_N = 250  # the course's test size: enough items for the paired test to see a planted regression
 SMALL_N = 50  # where the point is not statistical; the plugin warns below this many items
-# pytester forgets the modules an in-process run imported first, and numpy cannot be imported twice in one
-# process ("cannot load module more than once per process"): what the plugin imports late is imported here, once.
-LATE_IMPORTS = (
-    "numpy", "scipy.stats", "datasets", "cpuinfo", "sklearn.dummy", "sklearn.ensemble",
-    "sklearn.feature_extraction.text", "sklearn.linear_model", "sklearn.metrics", "sklearn.pipeline",
-    "sklearn.preprocessing",
-)
 EVAL_FILE = "test_price_gate"  # not test_eval: an in-process run must not meet this repo's module of that name
 
 EVAL_TEST = """
@@ -56,11 +48,8 @@ def tripled_guesses(monkeypatch):
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def late_imports_done_before_any_run() -> None:
-    """Import LATE_IMPORTS in this process before the first in-process run."""
-    for name in LATE_IMPORTS:
-        importlib.import_module(name)
+# Before the first in-process run: what the plugin imports late (see conftest.py).
+pytestmark = pytest.mark.usefixtures("late_imports")
 
 
 def write_baseline(folder: Path, data: Path, *, predictor: str, n: int) -> Path:
@@ -73,8 +62,8 @@ def write_baseline(folder: Path, data: Path, *, predictor: str, n: int) -> Path:
                             update=True, reason="made by tests/test_plugin.py")
     session = EvalSession(settings, root=folder)
     with pytest.raises(BaselineError, match="a rewrite never gates green"):
-        session.check(predictor)
-    return session.baseline_path(predictor)
+        session.gates.check(predictor)
+    return session.home.path(predictor)
 
 
 @pytest.fixture(scope="module")

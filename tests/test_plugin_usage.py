@@ -3,26 +3,20 @@ at once with one line naming the option, and bad data fails the test naming the 
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 
 from pricer.prompts import PRICE_PREFIX
 
-# Imported in this process before any in-process run: pytester drops what a run imported, and numpy cannot be
-# imported twice in one process.
-LATE_IMPORTS = ("numpy", "scipy.stats", "datasets", "sklearn.dummy", "sklearn.pipeline")
 RUN_TEST = """
 def test_items_are_priced(pricer_run):
     assert pricer_run.metrics.n > 0
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def late_imports_done_before_any_run() -> None:
-    for name in LATE_IMPORTS:
-        importlib.import_module(name)
+# Before the first in-process run: what the plugin imports late (see conftest.py).
+pytestmark = pytest.mark.usefixtures("late_imports")
 
 
 def usage_error(pytester: pytest.Pytester, *args: str) -> str:

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from pricer.data import DATA_ENV, DataSpec, Item, load_items, resolve_source
+from pricer.data import DataSpec, Item, load_items
 from pricer.errors import OptionError
 from pricer.models import BITS, ModelCache
 from pricer.predict import (
@@ -39,13 +39,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def data_items() -> list[Item]:
+def data_items(data_dir) -> list[Item]:
     """The first four test items of the course's data, from $PRICER_DATA."""
-    import os
-
-    if not os.environ.get(DATA_ENV):
-        pytest.skip(f"set {DATA_ENV} to the pricer-data folder or its test.jsonl to run tests on real items")
-    return load_items(DataSpec(source=resolve_source(None), n=4))
+    return load_items(DataSpec(source=str(data_dir), n=4))
 
 
 @pytest.mark.parametrize("bits", BITS, ids=[f"{b}bit" for b in BITS])

@@ -17,17 +17,18 @@ from pathlib import Path
 import pytest
 
 from pricer.baselines import baseline_path, read_baseline
+from pricer.classic import CLASSIC_NAMES
 from pricer.cli import main
 from pricer.data import DATA_ENV, DataSpec, load_items
 from pricer.errors import DataError
 from pricer.metrics import score_item
 from pricer.report import metrics_row
+from pricer.widths import NAMES as WIDTHS
 
 REPO = Path(__file__).resolve().parent.parent
 README_LINES = 150  # the front door: what it is, the commands, one failing gate, links onward
 BASE = "smollm2-135m-instruct"
 FINE_TUNED = "smollm2-135m-instruct+smollm2-135m-pricer"
-WIDTHS = ("4bit", "8bit", "16bit", "32bit")
 ELIDED = "..."  # a sample line of its own: real lines were left out here; at a line's end: the rest was cut
 
 # The change the README's failing gate shows: two guesses in every five tripled (as tests/test_plugin.py plants).
@@ -108,24 +109,16 @@ def money(text: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def real_data() -> str:
-    source = os.environ.get(DATA_ENV)
-    if not source:
-        pytest.skip(f"set {DATA_ENV} to the pricer-data folder to run the README's commands")
-    return source
-
-
-@pytest.fixture(scope="module")
-def printed(real_data: str) -> dict[str, list[str]]:
+def printed(data_dir: Path) -> dict[str, list[str]]:
     """What `pricer eval --predictor NAME --n 250` prints for each classic predictor (charts off: not checked)."""
     import contextlib
     import io
 
     out = {}
-    for name in ("constant", "linear", "bow", "random-forest"):
+    for name in CLASSIC_NAMES:
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
-            assert main(["eval", "--data", real_data, "--predictor", name, "--n", "250", "--no-charts"]) == 0
+            assert main(["eval", "--data", str(data_dir), "--predictor", name, "--n", "250", "--no-charts"]) == 0
         out[name] = buffer.getvalue().splitlines()
     return out
 
@@ -208,7 +201,7 @@ def failing_sample() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def failing_gate(real_data: str, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def failing_gate(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """What the README's failing command prints, run for real in a user's project: a baseline made first, then the
     change the README describes planted (pytest in a subprocess, as a user runs it)."""
     args = shlex.split(failing_sample()[0].removeprefix("$ "))
@@ -217,10 +210,9 @@ def failing_gate(real_data: str, tmp_path_factory: pytest.TempPathFactory) -> li
     (project / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = [\"tests\"]\n")
     (project / "tests").mkdir()
     shutil.copy(REPO / "tests" / "test_eval.py", project / "tests" / "test_eval.py")  # this repo's gate, as users copy it
-    data = Path(real_data)
     # PYTEST_* off: an xdist worker's variables would make the run pin GPUs as a worker; plain, 80 columns as the sample.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    env.update({DATA_ENV: str(data.resolve()) if data.exists() else real_data, "NO_COLOR": "1", "COLUMNS": "80"})
+    env.update({DATA_ENV: str(data_dir.resolve()), "NO_COLOR": "1", "COLUMNS": "80"})
     env.setdefault("OMP_NUM_THREADS", "1")
 
     def pytest_run(*extra: str) -> subprocess.CompletedProcess:

@@ -8,19 +8,15 @@ from pathlib import Path
 import pytest
 
 from pricer.cpu_threads import wait_policy
-from pricer.data import DATA_ENV, DataSpec
+from pricer.data import DataSpec
 from pricer.session import EvalSession, EvalSettings
 
 ADAPTER = Path(__file__).resolve().parents[1] / "adapters" / "smollm2-135m-pricer"
 
 
 @pytest.fixture
-def session(pytestconfig: pytest.Config, tmp_path: Path):
-    source = os.environ.get(DATA_ENV)
-    if not source:
-        pytest.skip(f"set {DATA_ENV} to the pricer-data folder to run the default model on real items")
-    settings = EvalSettings(data=DataSpec(source=str(pytestconfig.invocation_params.dir / source), n=2),
-                            bits=(32,), adapter=ADAPTER)
+def session(data_dir: Path, tmp_path: Path):
+    settings = EvalSettings(data=DataSpec(source=str(data_dir), n=2), bits=(32,), adapter=ADAPTER)
     session = EvalSession(settings, root=tmp_path)
     yield session
     session.models.clear()
@@ -58,15 +54,15 @@ def _baseline_with_batching(session: EvalSession, width: str, context: dict) -> 
     scores = score_items([10.0] * len(items), [i.price for i in items])
     run = RunResult(name="stub", items=tuple(items), predictions=tuple(predictions), scores=tuple(scores),
                     metrics=summarize(scores), seconds=0.0)
-    path = session.baseline_path(width)
+    path = session.home.path(width)
     write_baseline(path, run=run, fingerprint=Fingerprint(decisive={}, context=context), reason="test", previous=None)
     return path
 
 
 def test_baselines_live_in_a_folder_of_this_machines_hardware_class(session):
-    path = session.baseline_path("32bit")
-    assert path.parent.name == session.hardware_class
-    assert session.hardware_class.split("-")[0] in ("cpu", "cuda") and not session.cross_class
+    path = session.home.path("32bit")
+    assert path.parent.name == session.home.machine_class
+    assert session.home.machine_class.split("-")[0] in ("cpu", "cuda") and not session.home.cross_class
 
 
 def test_gating_reuses_the_batching_its_baseline_was_made_with(session):
@@ -78,9 +74,9 @@ def test_gating_reuses_the_batching_its_baseline_was_made_with(session):
 def test_a_missing_class_baseline_names_the_classes_that_exist(session):
     from pricer.errors import BaselineError
 
-    own = session.baseline_path("32bit")
-    other = own.parent.parent / ("cuda-bfloat16" if session.hardware_class != "cuda-bfloat16" else "cpu-float32")
+    own = session.home.path("32bit")
+    other = own.parent.parent / ("cuda-bfloat16" if session.home.machine_class != "cuda-bfloat16" else "cpu-float32")
     other.mkdir(parents=True)
     (other / "32bit.json").write_text("{}")
     with pytest.raises(BaselineError, match=rf"baselines of 32bit exist for {other.name}: .*--pricer-baseline-class"):
-        session.check("32bit")
+        session.gates.check("32bit")

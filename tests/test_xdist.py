@@ -8,7 +8,6 @@ $PRICER_DATA. Worker start-up imports torch, so the runs are few and shared by t
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import multiprocessing
 import re
@@ -24,27 +23,20 @@ from pricer.data import DataSpec, Item
 from pricer.evaluate import score_run
 from pricer.fingerprint import Fingerprint
 from pricer.predict import Prediction
+from pricer.ladder import read_saved_runs
 
 pytest.importorskip("xdist", reason="pytest-xdist is not installed (pip install -e '.[test]')")
 
-# As in test_plugin.py: an in-process run forgets the modules it imported first, and numpy cannot be imported twice.
-LATE_IMPORTS = (
-    "numpy", "scipy.stats", "datasets", "cpuinfo", "sklearn.dummy", "sklearn.ensemble",
-    "sklearn.feature_extraction.text", "sklearn.linear_model", "sklearn.metrics", "sklearn.pipeline",
-    "sklearn.preprocessing", "xdist.dsession", "execnet", "torch",  # torch: the history records the GPU
-)
+# Before the first in-process run: what the plugin imports late (see conftest.py), what xdist's controller does, and
+# torch: the history records the GPU.
+pytestmark = pytest.mark.usefixtures("late_imports")
+MORE_LATE_IMPORTS = ("xdist.dsession", "execnet", "torch")
 EVAL_FILE = "test_price_gate"
 # tests/test_eval.py as a user's repo has it: the gate per width and the ladder with the 32-bit run.
 EVAL_TEST = (Path(__file__).parent / "test_eval.py").read_text(encoding="utf-8")
 GATED_N = 250
 LLM_N = 2  # two items per width: enough to compare predictions, seconds per width on a CPU
 LLM_BITS = (16, 32)  # no bitsandbytes: the fastest widths to load
-
-
-@pytest.fixture(scope="module", autouse=True)
-def late_imports_done_before_any_run() -> None:
-    for name in LATE_IMPORTS:
-        importlib.import_module(name)
 
 
 @pytest.fixture
@@ -87,7 +79,7 @@ def stored_baselines(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     settings = EvalSettings(data=DataSpec(source=str(data_dir), n=GATED_N), predictor="constant",
                             baselines=Path("baselines"), update=True, reason="made by tests/test_xdist.py")
     with pytest.raises(BaselineError, match="a rewrite never gates green"):
-        EvalSession(settings, root=root).check("constant")
+        EvalSession(settings, root=root).gates.check("constant")
     return root / "baselines"
 
 
@@ -136,7 +128,7 @@ def test_the_controller_puts_every_workers_summary_block_in_one_document_in_widt
                             "outcomes": [[width, str(tmp_path / f"{width}.json"), f"{width}: ok", True]]})
     controller.finish(session)
 
-    text = session_document(model=settings.model_name, widths=settings.widths, outcomes=session.outcomes,
+    text = session_document(model=settings.model_name, widths=settings.widths, outcomes=session.gates.outcomes,
                             blocks=blocks)
 
     assert text == "## pricer gate: smollm2-135m-instruct: passed\n\n### 8bit: passed\n\n### 32bit: passed\n"
@@ -201,9 +193,9 @@ def llm_runs(data_dir: Path, tmp_path_factory: pytest.TempPathFactory, one_torch
                                     baselines=Path("baselines"), update=True, reason="serial job")
             job = EvalSession(settings, root=root)
             with pytest.raises(BaselineError, match="a rewrite never gates green"):
-                job.check(f"{bits}bit")
+                job.gates.check(f"{bits}bit")
             job.save_run(root / "jobs" / f"{bits}bit", f"{bits}bit")
-            baselines[f"{bits}bit"] = job.baseline_path(f"{bits}bit")
+            baselines[f"{bits}bit"] = job.home.path(f"{bits}bit")
             job.models.clear()
         (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
         (root / f"{EVAL_FILE}.py").write_text(EVAL_TEST, encoding="utf-8")
@@ -324,7 +316,7 @@ def test_ladder_refuses_saved_runs_of_other_items_naming_the_field(tmp_path):
 
     refusal = rf"^{re.escape(str(path))}: not a run of the model and items of .*: n is 3, not 2$"
     with pytest.raises(BaselineError, match=refusal):
-        workers.read_saved_runs([tmp_path])
+        read_saved_runs([tmp_path])
 
 
 def test_the_controller_orders_relayed_widths_and_fails_the_run_on_a_ladder_past_the_max_tax(pytester, tmp_path):
@@ -348,7 +340,7 @@ def test_the_controller_orders_relayed_widths_and_fails_the_run_on_a_ladder_past
     failed = workers.finish(config, session)
 
     assert failed  # no test gates the ladder under xdist: the controller fails the run
-    assert [o.text for o in session.outcomes] == ["8bit: ok", "32bit: ok"]  # width order, as a serial run lists
+    assert [o.text for o in session.gates.outcomes] == ["8bit: ok", "32bit: ok"]  # width order, as a serial run lists
     assert list(verdicts) == ["8bit", "32bit"] and session.runs["8bit"].metrics.error == 47.5
     assert [line for line, _ in workers.summary_lines(config)][-1] == "quantization tax past --pricer-max-tax: 8bit"
     assert workers.loads_line(config, session) == "models loaded: 2 (gw0: 8bit; gw1: 32bit)"

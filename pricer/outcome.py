@@ -1,0 +1,199 @@
+"""Each width's outcome, decided in one place (as pytest-regressions' perform_regression_check): missing, rewritten,
+or compared with its baseline; the baseline is read once, and also tells which batching to reproduce and what the
+gate can detect before it runs."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pricer.baselines import Baseline, read_baseline, write_baseline
+from pricer.errors import BaselineError, OptionError
+from pricer.gate import Detectable, Verdict, compare, detectable
+from pricer.tail import visibility
+from pricer.widths import ORDER
+
+if TYPE_CHECKING:
+    from pricer.predict import DecodingPolicy
+    from pricer.session import EvalSession
+
+MEANINGLESS_SHARE = 0.25  # a gate that cannot see a 25% worsening protects nothing
+SMALL_N = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What happened to one width's gate, for the end-of-run summary."""
+
+    width: str
+    path: Path
+    text: str
+    passed: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detectability:
+    """What a width's gate can see before it runs: per measure, and why it is too coarse to trust, if it is."""
+
+    measures: tuple[Detectable, ...]
+    too_coarse: str | None = None  # a warning: no continuous measure can see a 25% worsening, or n is small
+    note: str | None = None  # printed: one measure is coarse but another sees what it misses
+    tail: str = ""  # what the tail rule sees with this baseline, and what it cannot
+
+
+class WidthGates:
+    """The gate of every width of one session: its outcomes, and the baselines it used (read once each)."""
+
+    def __init__(self, session: EvalSession) -> None:
+        self.session = session
+        self.outcomes: list[Outcome] = []
+        self.used_baselines: list[Path] = []
+        self._stored: dict[tuple, Baseline | BaselineError | None] = {}
+
+    def baseline(self, width: str) -> Baseline | None:
+        """The width's stored baseline, read once; None when there is none; BaselineError when it is damaged."""
+        path = self.session.home.path(width)
+        try:
+            stat = path.stat()
+            key = (path, stat.st_mtime_ns, stat.st_size)  # a file rewritten since is read again
+        except OSError:
+            key = (path, None, None)
+        if key not in self._stored:
+            try:
+                self._stored[key] = read_baseline(path) if key[1] is not None else None
+            except BaselineError as exc:
+                self._stored[key] = exc
+        found = self._stored[key]
+        if isinstance(found, BaselineError):
+            raise found
+        return found
+
+    def batching(self, width: str) -> DecodingPolicy | None:
+        """The batching the width's baseline was made with, to reproduce (batch composition flips greedy decodes);
+        None: the options', or the device's default. A damaged baseline gives None here and fails in check()."""
+        from pricer.predict import DEFAULT_MAX_NEW_TOKENS, DecodingPolicy
+
+        s = self.session.settings
+        if s.batch_size is not None or s.token_budget is not None or s.update:
+            return None
+        try:
+            baseline = self.baseline(width)
+        except BaselineError:
+            return None
+        if baseline is None:
+            return None
+        return DecodingPolicy.batching_from(baseline.fingerprint.context, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
+
+    def check(self, width: str) -> Verdict:
+        """Compare the width's run with its baseline; rewrite the baseline when asked (and still fail)."""
+        home, settings = self.session.home, self.session.settings
+        path = home.path(width)
+        self.used_baselines.append(path)
+        if settings.update and home.asked_class and not home.classic and home.asked_class != home.machine_class:
+            # A baseline holds the greedy decodes of the class it was made on: this machine cannot make another's.
+            self._fail(width, OptionError(
+                f"--update-baselines with --pricer-baseline-class {home.asked_class}: this machine's hardware class "
+                f"is {home.machine_class}, and a baseline is written only for the class it is made on; run the update "
+                f"on a {home.asked_class} machine, or leave out --pricer-baseline-class to rewrite {path}"))
+        try:
+            stored = self.baseline(width)
+        except BaselineError as exc:  # damaged: named, never rewritten over unseen
+            self._fail(width, exc)
+        if not settings.update and stored is None:  # before the minutes a model takes to run
+            self._fail(width, BaselineError(self._missing_text(width, path)))
+        run = self.session.run(width)
+        if settings.update:
+            self._fail(width, BaselineError(self._rewrite(width, path, previous=stored)))
+        verdict = compare(stored, run, self.session.fingerprint(width), settings.gate, cross_class=home.cross_class,
+                          classes=(home.baseline_class, home.machine_class))
+        self.outcomes.append(Outcome(width=width, path=path, text=verdict.summary_line(width), passed=verdict.passed))
+        return verdict
+
+    def _fail(self, width: str, error: Exception) -> None:
+        self.outcomes.append(Outcome(width=width, path=self.session.home.path(width), text=str(error), passed=False))
+        raise error
+
+    def _missing_text(self, width: str, path: Path) -> str:
+        home = self.session.home
+        accept = self.accept_command(width, reason="first baseline")
+        if home.cross_class:  # never the command that would rewrite this machine's own class instead
+            text = (f"{path}: baseline not found; a {home.baseline_class} baseline is made on a "
+                    f"{home.baseline_class} machine, with:\n  {accept}")
+        else:
+            text = f"{path}: baseline not found; create it with:\n  {accept}"
+        others = [] if home.classic else home.other_classes(width)
+        if others:
+            text += (f"\nthis machine's hardware class is {home.machine_class}; baselines of {width} exist for "
+                     f"{', '.join(others)}: gate against one on purpose with --pricer-baseline-class {others[0]} "
+                     "(compared with the cross-class rule)")
+        return text
+
+    def _rewrite(self, width: str, path: Path, *, previous: Baseline | None) -> str:
+        """Write the width's baseline from this run; the text says what moved (a rewrite never gates green)."""
+        run, reason = self.session.run(width), self.session.settings.reason
+        write_baseline(path, run=run, fingerprint=self.session.fingerprint(width), reason=reason or "",
+                       previous=previous)
+        moved = ""
+        if previous is not None:
+            delta = round(run.metrics.error - previous.metrics["error"], 2) + 0.0  # never "-0.00"
+            moved = f" (Error ${previous.metrics['error']:,.2f} -> ${run.metrics.error:,.2f}, {delta:+,.2f})"
+            if len(run.items) < len(previous.items):  # e.g. a --pricer-n 4 trial rewriting the committed 250
+                moved += (f"; WARNING: {len(run.items)} items replace {len(previous.items)}, so later gates "
+                          f"see only {len(run.items)}: restore it from git unless that is meant")
+        return f"{path}: baseline rewritten{moved}, reason: {reason}; a rewrite never gates green, re-run to gate"
+
+    def detectability(self, width: str) -> Detectability | None:
+        """Per measure, the smallest worsening the gate sees at 80% power, and why it is too coarse, if it is;
+        None when there is no baseline to gate against (check() says so)."""
+        baseline = self.baseline(width)
+        if baseline is None:
+            return None
+        settings, home = self.session.settings, self.session.home
+        found = detectable(baseline, settings.gate)
+        rule = (settings.gate.across_classes() if home.cross_class else settings.gate).tail
+        tail = visibility(rule, guesses=[b.guess for b in baseline.items], truths=[b.truth for b in baseline.items])
+        if len(baseline.items) < SMALL_N:
+            return Detectability(measures=found, tail=tail, too_coarse="too coarse to protect anything; raise --pricer-n")
+        continuous = [d for d in found if d.share is not None]
+        coarse = [d for d in continuous if d.share > MEANINGLESS_SHARE]
+        if not coarse:
+            return Detectability(measures=found, tail=tail)
+        shares = ", ".join(f"{d.measure} {d.share:.0%}" for d in coarse)
+        if len(coarse) < len(continuous):  # another measure sees what this one cannot: worth a line, not a warning
+            seeing = ", ".join(d.measure for d in continuous if d not in coarse)
+            return Detectability(measures=found, tail=tail, note=f"{shares} of its level: coarse alone; {seeing} is finer")
+        return Detectability(measures=found, tail=tail, too_coarse=f"neither Error nor log error can see a "
+                                                                   f"{MEANINGLESS_SHARE:.0%} worsening ({shares})")
+
+    def accept_command(self, width: str, *, reason: str = "...") -> str:
+        """The command that rewrites this width's baseline with this run's other options."""
+        s = self.session.settings
+        only = () if s.predictor else ("--pricer-bits", width.removesuffix("bit"))
+        args = (*_without_baseline_class(s.rerun_args), *only, "--update-baselines", "--pricer-reason", reason)
+        return shlex.join(("pytest", *args))
+
+    def adopt(self, *, outcomes: Iterable[Outcome] = (), used: Iterable[Path] = ()) -> None:
+        """Outcomes and baselines relayed from another process (an xdist worker)."""
+        self.outcomes.extend(outcomes)
+        self.used_baselines.extend(used)
+
+    def order(self, widths: Sequence[str]) -> None:
+        """Outcomes in the order of `widths` (then bits), as a serial run lists them."""
+        rank = {w: i for i, w in enumerate(widths)}
+        self.outcomes.sort(key=lambda o: (rank.get(o.width, len(rank)), ORDER.get(o.width, len(ORDER))))
+
+
+def _without_baseline_class(args: tuple[str, ...]) -> tuple[str, ...]:
+    """Arguments without --pricer-baseline-class: an update writes this machine's own class, and refuses another."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--pricer-baseline-class":
+            skip = True
+        elif not arg.startswith("--pricer-baseline-class="):
+            kept.append(arg)
+    return tuple(kept)
