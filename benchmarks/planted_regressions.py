@@ -1,6 +1,6 @@
 """Planted regressions and no-change runs on the committed baselines: caught / runs for the old verdict (the paired
 Error test alone) and the new one (every course measure, Holm-corrected; also under the cross-class rule).
-Writes benchmarks/results/planted-regressions.json and prints the README's markdown table."""
+Writes benchmarks/results/planted-regressions.json and prints the tables in docs/gate.md."""
 
 from __future__ import annotations
 
@@ -186,7 +186,9 @@ def noisy(guesses, parsed, truths, pool: list[tuple[float, float]], rng) -> Gues
 
 
 def as_run(baseline: Baseline, guesses: list[float], parsed: list[bool], name: str) -> RunFile:
-    return RunFile(path=Path(name), name=name, fingerprint=baseline.fingerprint,
+    # Beside its baseline, in its class folder: the class is the folder's (a fingerprint's compute dtype at 8 and 32
+    # bits is the width's, so judged by it alone a same-class run would be taken for another class).
+    return RunFile(path=baseline.path.parent / name, name=name, fingerprint=baseline.fingerprint,
                    predictions={b.index: Prediction(guess=g, parsed=p) for b, g, p in zip(baseline.items, guesses, parsed)})
 
 
@@ -283,8 +285,9 @@ def committed_reruns(root: Path) -> list[str]:
             for cls in sorted(folder.glob("*/")) if cls.is_dir()]
 
 
-def _as_rerun(rerun: Baseline, name: str) -> RunFile:
-    return RunFile(path=rerun.path, name=name, fingerprint=rerun.fingerprint,
+def _as_rerun(rerun: Baseline, name: str, hardware_class: str | None = None) -> RunFile:
+    path = Path(hardware_class) / rerun.path.name if hardware_class else rerun.path  # a folder named by its class
+    return RunFile(path=path, name=name, fingerprint=rerun.fingerprint,
                    predictions={x.index: Prediction(guess=x.guess, completion=x.completion, parsed=x.parsed)
                                 for x in rerun.items},
                    truths={x.index: x.truth for x in rerun.items})
@@ -341,7 +344,7 @@ def quiet_rows(stored: list[Stored], config: GateConfig, *, noise_runs: int, old
                         "kind": f"real reruns ({rerun.source}, {rerun.hardware_class}) against "
                                 + (f"their own class" if same else "the other classes, cross-class rule"),
                         "model": label, "runs": 0, "old": 0, "new": 0, "caught_by": {}})
-                    _count(row, judge_run(b, _as_rerun(rerun.baseline, f"{s.width} {rerun.source}"), config,
+                    _count(row, judge_run(b, _as_rerun(rerun.baseline, f"{s.width} {rerun.source}", rerun.hardware_class), config,
                                           cross_class=not same))
                     row["old"] += old and old_fails(b, [x.guess for x in rerun.baseline.items])
         for row in (identical, noise, across, *elsewhere.values()):
@@ -357,12 +360,21 @@ def _line(row: dict) -> str:
 
 
 def markdown(planted: list[dict], quiet: list[dict]) -> str:
-    lines = ["| planted regression | model | class | past a tolerance | caught, old | caught, new | "
-             "past a cross-class tolerance | caught, cross-class |", "|---|---|---|---|---|---|---|---|"]
-    for r in planted:
-        lines.append(f"| {r['kind']} | {r['model']} | {r.get('class', REFERENCE)} | {r['beyond']} / {r['runs']} | "
-                     f"{r['old']} / {r['runs']} | **{r['new']} / {r['runs']}** | {r['cross_beyond']} / {r['runs']} | "
-                     f"{r['cross']} / {r['runs']} |")
+    """Three tables: the planted kinds on the reference class, the rare catastrophes on every class, no-change runs."""
+    lines = ["| planted regression | model | past a tolerance | caught, old | caught, new | "
+             "past a cross-class tolerance | caught, cross-class |", "|---|---|---|---|---|---|---|"]
+    for r in (r for r in planted if r["kind"] not in CATASTROPHES):
+        lines.append(f"| {r['kind']} | {r['model']} | {r['beyond']} / {r['runs']} | {r['old']} / {r['runs']} | "
+                     f"**{r['new']} / {r['runs']}** | {r['cross_beyond']} / {r['runs']} | {r['cross']} / {r['runs']} |")
+    classes = sorted({r["class"] for r in planted if r["kind"] in CATASTROPHES})
+    header = " | ".join(f"{c}: past / caught / cross-class caught" for c in classes)
+    lines += ["", f"| rare catastrophe | model | {header} |", "|---|---|" + "---|" * len(classes)]
+    for kind in (k for k in CATASTROPHES if any(r["kind"] == k for r in planted)):
+        for label in MODELS.values():
+            rows = {r["class"]: r for r in planted if r["kind"] == kind and r["model"] == label}
+            cells = " | ".join(f"{rows[c]['beyond']} / **{rows[c]['new']}** / {rows[c]['cross']} of {rows[c]['runs']}"
+                               if c in rows else "-" for c in classes)
+            lines.append(f"| {kind} | {label} | {cells} |")
     lines += ["", "| no change (false alarms) | model | old | new |", "|---|---|---|---|"]
     for r in quiet:
         lines.append(f"| {r['kind']} | {r['model']} | {r['old']} / {r['runs']} | **{r['new']} / {r['runs']}** |")

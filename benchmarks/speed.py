@@ -99,7 +99,7 @@ def floors(width: Mapping, rates: Rates) -> dict:
     """A width's floors (seconds) and its batched time over them: the prompts' matmuls at the device's rate, and on
     CUDA the decode steps reading every weight once."""
     if rates.device == "cpu":
-        dtype = "float32"  # unchanged from the CPU-only script: the figures in the README use it
+        dtype = "float32"  # unchanged from the CPU-only script: the figures in docs/benchmarks.md use it
     else:
         dtype = "float32" if width["bits"] == 32 else width["model"]["compute_dtype"]
     rate = rates.matmul_flops[dtype]

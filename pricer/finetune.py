@@ -37,7 +37,7 @@ _CHECKPOINT_OPTIMIZER = "optimizer.safetensors"
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # every linear layer
 TRAIN_BITS = (4, 16, 32)  # LLM.int8 has no CPU backward in bitsandbytes 0.50; 4 bits is QLoRA proper
-# Defaults, measured on this project's CI machine (AMD EPYC, 2 cores, fp32 compute): see README, "Fine-tune".
+# Defaults, measured on this project's CI machine (AMD EPYC, 2 cores, fp32 compute): see docs/finetune.md.
 DEFAULT_STEPS = 48  # 384 of 998 items, 6-12 min on 2 cores; Error drops at every width; an epoch (125) was no better
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_LR = 3e-4  # higher than the course's 1e-4 because the run is a few dozen steps, not an epoch

@@ -23,7 +23,7 @@ WORST_SHOWN = 5
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GateConfig:
     """When a run counts as worse: a measure significant at `alpha` after Holm's correction AND worse by more
-    than its tolerance. Defaults measured by benchmarks/planted_regressions.py (see the README, "The gate")."""
+    than its tolerance. Defaults measured by benchmarks/planted_regressions.py (see docs/gate.md)."""
 
     # The tolerances are the smallest on a grid (Error 5/8/10%, log error 8/10/12/15%, Hits 3/4/5 pts) with no
     # false alarm in 320 simulated no-change reruns of the 8 stored baselines (15-40% of guesses flipped as
@@ -80,7 +80,7 @@ class GateConfig:
 # CPU; Error $1,098.70 -> $264.48) moved trimmed Error -1.6%, log error -0.1%, Hits +0.4 pts. One rerun per
 # width and class is all we have, so the cross-class rule keeps a margin:
 # Error 10%, log error 15% (2.4x the largest seen), Hits 5 points. It still catches the large planted kinds
-# (completions without a price, guesses misaligned with their items, prices cut short): see the README table.
+# (completions without a price, guesses misaligned with their items, prices cut short): see the table in docs/gate.md.
 CROSS_CLASS = GateConfig(error_trim=0.05, tolerance_share=0.10, log_tolerance=0.15, hits_tolerance=0.05,
                          unparsed_tolerance=0.01, tail_budget=CROSS_CLASS_BUDGET)
 

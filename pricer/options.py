@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pricer.widths import BITS
@@ -221,3 +221,16 @@ def hardware_class(option: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def without(args: Sequence[str], *, options: tuple[str, ...] = (), switches: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Command-line arguments without these options (with their values, spaced or after "=") and switches."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        elif arg not in switches and not arg.startswith(tuple(f"{o}=" for o in options)):
+            kept.append(arg)
+    return tuple(kept)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pricer.baselines import Baseline, read_baseline, write_baseline
 from pricer.errors import BaselineError, OptionError
 from pricer.gate import Detectable, Verdict, compare, detectable
+from pricer.options import without
 from pricer.tail import visibility
 from pricer.widths import ORDER
 
@@ -172,7 +173,7 @@ class WidthGates:
         """The command that rewrites this width's baseline with this run's other options."""
         s = self.session.settings
         only = () if s.predictor else ("--pricer-bits", width.removesuffix("bit"))
-        args = (*_without_baseline_class(s.rerun_args), *only, "--update-baselines", "--pricer-reason", reason)
+        args = (*without(s.rerun_args, options=("--pricer-baseline-class",)), *only, "--update-baselines", "--pricer-reason", reason)
         return shlex.join(("pytest", *args))
 
     def adopt(self, *, outcomes: Iterable[Outcome] = (), used: Iterable[Path] = ()) -> None:
@@ -184,16 +185,3 @@ class WidthGates:
         """Outcomes in the order of `widths` (then bits), as a serial run lists them."""
         rank = {w: i for i, w in enumerate(widths)}
         self.outcomes.sort(key=lambda o: (rank.get(o.width, len(rank)), ORDER.get(o.width, len(ORDER))))
-
-
-def _without_baseline_class(args: tuple[str, ...]) -> tuple[str, ...]:
-    """Arguments without --pricer-baseline-class: an update writes this machine's own class, and refuses another."""
-    kept, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--pricer-baseline-class":
-            skip = True
-        elif not arg.startswith("--pricer-baseline-class="):
-            kept.append(arg)
-    return tuple(kept)

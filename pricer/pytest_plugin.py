@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pricer import option_table, workers
+from pricer import option_table, options, workers
 from pricer.errors import OptionError
 from pricer.option_table import DEFAULT_CHARTS, PLUGIN, Option
 
@@ -227,15 +227,7 @@ def _refuse_ignored(config: pytest.Config, v: dict[str, Any]) -> None:
 
 def _rerun_args(args: Sequence[str]) -> tuple[str, ...]:
     """This run's arguments without the update options, to print a command that accepts its results."""
-    kept, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--pricer-reason":
-            skip = True
-        elif arg != "--update-baselines" and not arg.startswith("--pricer-reason="):
-            kept.append(arg)
-    return tuple(kept)
+    return options.without(args, options=("--pricer-reason",), switches=("--update-baselines",))
 
 
 def eval_session(config: pytest.Config, *, warn: bool = True):  # -> pricer.session.EvalSession

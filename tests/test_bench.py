@@ -1,6 +1,6 @@
 """Benchmarks: what users wait for, a batch of real prompts through prediction (prefill and decode), per bit width.
 
-    pytest -m benchmark --benchmark-autosave          # then `pricer history`, or --benchmark-compare (README)
+    pytest -m benchmark --benchmark-autosave          # then `pricer history`, or --benchmark-compare (docs/benchmarks.md)
 
 Each width's model is loaded once, outside the timed part, and warmed up until its rounds settle (pricer.timing);
 runs on CUDA where it exists, else on CPU (and says so). PRICER_BENCH_SLOWDOWN=0.3 plants a 30% slowdown, to prove

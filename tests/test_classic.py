@@ -111,7 +111,7 @@ def test_importing_the_module_does_not_load_sklearn():
 
 
 # That the forest beats the constant on the real test items is checked in tests/test_readme.py, from the run of the
-# README's commands, so that the forest is trained once per test session.
+# docs' commands, so that the forest is trained once per test session.
 
 
 def test_vocabulary_ties_go_to_the_alphabetically_earlier_word():

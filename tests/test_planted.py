@@ -1,5 +1,5 @@
 """The planted-regression suite, fast: benchmarks/planted_regressions.py on the committed baselines with one run
-per kind and baseline (the README's table is the same script with 100+ runs per row), and no false alarms."""
+per kind and baseline (the tables in docs/gate.md are the same script with 16 runs per row), and no false alarms."""
 
 from __future__ import annotations
 
