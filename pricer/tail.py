@@ -88,8 +88,8 @@ def visibility(rule: TailRule, *, guesses: Sequence[float], truths: Sequence[flo
     if rule.budget is None or not guesses:
         return "tail rule off"
     threshold = rule.threshold(guesses)
-    text = (f"tail rule: more than {rule.budget} answers above ${threshold:,.0f} ({rule.factor:g}x this baseline's "
-            f"largest, ${max(guesses):,.0f}) and {rule.factor:g}x their truth fail")
+    text = (f"tail rule: answers above ${threshold:,.0f} ({rule.factor:g}x this baseline's largest, "
+            f"${max(guesses):,.0f}) and {rule.factor:g}x their truth are absurd; more than {rule.budget} fail")
     largest_truth = max(truths, default=0.0)
     if max(guesses) > rule.factor * largest_truth:
         median = sorted(guesses)[len(guesses) // 2]
