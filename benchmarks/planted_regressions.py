@@ -92,7 +92,8 @@ def answers(count: int | float, change: Callable[[float], float]) -> Callable[..
     return plant
 
 
-# Rare catastrophes, which the paired tests cannot see (fewer than ~7 changed items) and Error's trimmed mean cuts.
+# Rare catastrophes, which the paired tests cannot see (fewer than ~7 changed items), Error's trimmed mean cuts, and
+# the large-moves rule and the plain mean are there for.
 CATASTROPHES: dict[str, Callable[..., Guesses]] = {
     "1 answer becomes $99,999": answers(1, lambda g: 99_999.0),
     "2 answers become $99,999": answers(2, lambda g: 99_999.0),
@@ -101,8 +102,12 @@ CATASTROPHES: dict[str, Callable[..., Guesses]] = {
     "5% of answers become $99,999": answers(0.05, lambda g: 99_999.0),
     "3 answers x100": answers(3, lambda g: 100 * g),
     "3 answers x10": answers(3, lambda g: 10 * g),
-    "5% of answers x10": answers(0.05, lambda g: 10 * g),
-    "5% of answers become $999": answers(0.05, lambda g: 999.0),
+    "5 answers x40": answers(5, lambda g: 40 * g),
+    "4% of answers x10": answers(0.04, lambda g: 10 * g),
+    # 2%, 5% and 10% of answers at x3, x10 and a fixed implausible price ($999 for items that mostly cost $10-$200).
+    **{f"{share:.0%} of answers {what}": answers(share, change) for what, change in (
+        ("x3", lambda g: 3 * g), ("x10", lambda g: 10 * g), ("become $999", lambda g: 999.0))
+       for share in (0.02, 0.05, 0.10)},
 }
 
 PLANTED: dict[str, Callable[..., Guesses]] = {
@@ -211,9 +216,11 @@ def old_fails(baseline: Baseline, guesses: list[float]) -> bool:
 def judge_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_class: bool) -> dict:
     verdict = compare_run(baseline, run, config, cross_class=cross_class, intervals=False).verdict
     tail = verdict.tail is not None and verdict.tail.failed
+    large = verdict.large is not None and verdict.large.failed
     return {"failed": not verdict.passed,
-            "beyond": any(j.beyond_tolerance for j in verdict.judgements) or tail,
-            "measures": [j.measure.name for j in verdict.judgements if j.failed] + (["tail"] if tail else [])}
+            "beyond": any(j.beyond_tolerance for j in verdict.judgements) or tail or large,
+            "measures": [j.measure.name for j in verdict.judgements if j.failed] + (["tail"] if tail else [])
+                        + (["large moves"] if large else [])}
 
 
 def seeded(*parts: str) -> random.Random:
