@@ -13,6 +13,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -401,6 +402,8 @@ def main(argv=None) -> int:
                         "'H100:cuda-bfloat16:reruns/h100'); benchmarks/reruns/<label>/<class>/ is always read")
     parser.add_argument("--reruns-only", action="store_true", help="run only the real reruns' rows again and merge "
                         "them into --out")
+    parser.add_argument("--jobs", type=int, default=1, help="processes judging rows at once (the planted kinds, the "
+                        "no-change runs). Default: %(default)s")
     parser.add_argument("--table-only", action="store_true", help="print (and store) the table of the runs already "
                         "in --out, without running them again")
     args = parser.parse_args(argv)
@@ -426,8 +429,13 @@ def main(argv=None) -> int:
     config = GateConfig()
     stored = committed(args.baselines)
     reruns = [r for spec in (*committed_reruns(ROOT / "benchmarks" / "reruns"), *args.rerun) for r in read_reruns(spec)]
-    planted = planted_rows(stored, config, runs=args.runs)
-    quiet = quiet_rows(stored, config, noise_runs=args.noise_runs, reruns=reruns)
+    # The old verdict's column is shown for the planted kinds only, so the rare catastrophes skip its permutation test.
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        quiet_job = pool.submit(quiet_rows, stored, config, noise_runs=args.noise_runs, reruns=reruns)
+        jobs = [pool.submit(planted_rows, stored, config, runs=args.runs, kinds=(kind,), old=kind not in CATASTROPHES)
+                for kind in PLANTED]
+        planted = [row for job in jobs for row in job.result()]
+        quiet = quiet_job.result()
     table = markdown(planted, quiet)
     print(table)
     write_json(args.out, {
