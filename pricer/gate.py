@@ -245,22 +245,26 @@ def why_passed(error: Judgement, large: LargeMoves | None, before: Sequence[Base
     carried = math.fsum(worse[i] for i in top) / math.fsum(worse) if math.fsum(worse) > 0 else 1.0
     items = ", ".join(f"#{before[i].index} {m.amount(worse[i])}" for i in top)
     text = (f"Error's plain mean is worse by {m.amount(error.mean_change, signed=False)}{error._share(error.mean_change)}, "
-            f"beyond its tolerance {m.amount(m.tolerance, signed=False)}, through {len(moved)} items that got worse "
-            f"({items} carry {min(carried, 1.0):.0%} of it)")
+            f"beyond its tolerance {m.amount(m.tolerance, signed=False)}, through {_count(len(moved), 'item')} that got "
+            f"worse ({items} carry {min(carried, 1.0):.0%} of it)")
     if large is None:  # the trimmed mean
         return (f"{text}; it does not count: this baseline answers absurdly itself (up to "
                 f"${max(b.guess for b in before):,.0f}), so Error is judged on its {m.test.trim:.0%}-trimmed mean, which "
                 f"cuts the largest {m.test.trim:.0%} of changes each way: {m.amount(error.worsening)} (the log error "
                 f"still sees them)")
     better = sum(1 for w in worse if w < 0)
-    text += (f"; it does not count: the moves went both ways ({len(moved)} items worse, {better} better), "
-             f"Holm p={p_text(error.p_holm)} is not below {error.alpha}")
+    text += (f"; it does not count: {len(moved)} worse and {better} better are not significant (Holm "
+             f"p={p_text(error.p_holm)}, not below {error.alpha})")
     if error.mean_change > large.limit:
         text += (f", and its large moves (over ${large.threshold:,.2f}) went {len(large.worse)} worse, "
                  f"{len(large.better)} better, sign test p={p_text(large.p_worse)}")
     else:
         text += f", and it is within twice the tolerance, where the large-moves rule starts"
     return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -114,3 +114,16 @@ def test_rare_small_changes_are_reported_not_failed(planted, stored, kind):
 
     assert all(r["runs"] == 2 for r in rows)
     assert sum(r["new"] for r in rows) <= sum(r["beyond"] for r in rows)
+
+
+@pytest.mark.parametrize("kind", ["5% of answers become $999", "5 answers x40", "4% of answers x10"])
+def test_a_few_answers_moved_far_fail_the_fine_tuned_model_in_every_class(planted, stored, kind):
+    """Changes the plain mean shows as large (+9% to +80%) and that move every touched item one way: Error's plain
+    mean catches the many, the large-moves rule the five."""
+    fine_tuned = [s for s in stored if planted.MODELS[s.model] == "fine-tuned" and s.width in FAST_WIDTHS]
+
+    rows = planted.planted_rows(fine_tuned, GateConfig(), runs=1, cross=False, old=False, kinds=(kind,))
+
+    assert {r["class"] for r in rows} == {c for s in stored for c in s.classes}
+    for row in rows:
+        assert row["new"] == row["runs"] == 2, row
