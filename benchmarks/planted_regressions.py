@@ -13,6 +13,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def answers(count: int | float, change: Callable[[float], float]) -> Callable[..
     return plant
 
 
-# Rare catastrophes, which the paired tests cannot see (fewer than ~7 changed items) and Error's trimmed mean cuts.
+# Rare catastrophes, which the paired tests cannot see (fewer than ~7 changed items), Error's trimmed mean cuts, and
+# the large-moves rule and the plain mean are there for.
 CATASTROPHES: dict[str, Callable[..., Guesses]] = {
     "1 answer becomes $99,999": answers(1, lambda g: 99_999.0),
     "2 answers become $99,999": answers(2, lambda g: 99_999.0),
@@ -101,8 +103,12 @@ CATASTROPHES: dict[str, Callable[..., Guesses]] = {
     "5% of answers become $99,999": answers(0.05, lambda g: 99_999.0),
     "3 answers x100": answers(3, lambda g: 100 * g),
     "3 answers x10": answers(3, lambda g: 10 * g),
-    "5% of answers x10": answers(0.05, lambda g: 10 * g),
-    "5% of answers become $999": answers(0.05, lambda g: 999.0),
+    "5 answers x40": answers(5, lambda g: 40 * g),
+    "4% of answers x10": answers(0.04, lambda g: 10 * g),
+    # 2%, 5% and 10% of answers at x3, x10 and a fixed implausible price ($999 for items that mostly cost $10-$200).
+    **{f"{share:.0%} of answers {what}": answers(share, change) for what, change in (
+        ("x3", lambda g: 3 * g), ("x10", lambda g: 10 * g), ("become $999", lambda g: 999.0))
+       for share in (0.02, 0.05, 0.10)},
 }
 
 PLANTED: dict[str, Callable[..., Guesses]] = {
@@ -211,9 +217,11 @@ def old_fails(baseline: Baseline, guesses: list[float]) -> bool:
 def judge_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_class: bool) -> dict:
     verdict = compare_run(baseline, run, config, cross_class=cross_class, intervals=False).verdict
     tail = verdict.tail is not None and verdict.tail.failed
+    large = verdict.large is not None and verdict.large.failed
     return {"failed": not verdict.passed,
-            "beyond": any(j.beyond_tolerance for j in verdict.judgements) or tail,
-            "measures": [j.measure.name for j in verdict.judgements if j.failed] + (["tail"] if tail else [])}
+            "beyond": any(j.beyond_tolerance for j in verdict.judgements) or tail or large,
+            "measures": [j.measure.name for j in verdict.judgements if j.failed] + (["tail"] if tail else [])
+                        + (["large moves"] if large else [])}
 
 
 def seeded(*parts: str) -> random.Random:
@@ -394,6 +402,8 @@ def main(argv=None) -> int:
                         "'H100:cuda-bfloat16:reruns/h100'); benchmarks/reruns/<label>/<class>/ is always read")
     parser.add_argument("--reruns-only", action="store_true", help="run only the real reruns' rows again and merge "
                         "them into --out")
+    parser.add_argument("--jobs", type=int, default=1, help="processes judging rows at once (the planted kinds, the "
+                        "no-change runs). Default: %(default)s")
     parser.add_argument("--table-only", action="store_true", help="print (and store) the table of the runs already "
                         "in --out, without running them again")
     args = parser.parse_args(argv)
@@ -419,8 +429,13 @@ def main(argv=None) -> int:
     config = GateConfig()
     stored = committed(args.baselines)
     reruns = [r for spec in (*committed_reruns(ROOT / "benchmarks" / "reruns"), *args.rerun) for r in read_reruns(spec)]
-    planted = planted_rows(stored, config, runs=args.runs)
-    quiet = quiet_rows(stored, config, noise_runs=args.noise_runs, reruns=reruns)
+    # The old verdict's column is shown for the planted kinds only, so the rare catastrophes skip its permutation test.
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        quiet_job = pool.submit(quiet_rows, stored, config, noise_runs=args.noise_runs, reruns=reruns)
+        jobs = [pool.submit(planted_rows, stored, config, runs=args.runs, kinds=(kind,), old=kind not in CATASTROPHES)
+                for kind in PLANTED]
+        planted = [row for job in jobs for row in job.result()]
+        quiet = quiet_job.result()
     table = markdown(planted, quiet)
     print(table)
     write_json(args.out, {

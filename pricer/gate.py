@@ -12,9 +12,11 @@ from pricer.baselines import Baseline, BaselineItem
 from pricer.evaluate import RunResult
 from pricer.fingerprint import FieldChange, Fingerprint, differences
 from pricer.hardware import class_of_fingerprint
-from pricer.measures import CONFIDENCE, ROW_HEADERS, Judgement, McNemar, Measure, PairedMean, judge, moved_most
+from pricer.measures import (CONFIDENCE, ERROR_TRIM, ROW_HEADERS, Judgement, McNemar, Measure, PairedMean, judge,
+                             moved_most, p_text)
 from pricer.metrics import Metrics, score_item
-from pricer.tail import BUDGET, CROSS_CLASS_BUDGET, FACTOR, TailCheck, TailRule, check_tail
+from pricer.tail import (BUDGET, CROSS_CLASS_BUDGET, FACTOR, LargeMoves, TailCheck, TailRule, answers_absurdly,
+                         check_tail, large_moves)
 
 ALPHA = 0.05
 WORST_SHOWN = 5
@@ -36,10 +38,12 @@ class GateConfig:
     log_tolerance: float = 0.12  # of the baseline's mean |log(guess+1) - log(truth+1)|
     hits_tolerance: float = 0.04  # points: 10 of 250 items that stopped being hits
     unparsed_tolerance: float = 0.01  # share of items: 3 of 250 completions that stopped containing a price
-    # Error's test averages the per-item changes after cutting this share from each tail (12 rises and 12 falls
-    # of 250): greedy flips turn a handful of guesses absurd or sane again ($50 <-> $50,000), which moved the base
-    # model's Error by +451% with Holm p < 0.05 in a simulated no-change rerun; the log error still sees them.
-    error_trim: float = 0.05
+    # Where the baseline answers absurdly itself (the base model), Error's test averages the per-item changes after
+    # cutting this share from each tail (see ERROR_TRIM); the log error still sees them. Where it does not (the
+    # fine-tuned model), no flip turns an answer absurd, and Error is tested on its plain mean: the trimmed mean
+    # passed 12 of 250 answers at $999 (+27.5% plain Error) there; the plain mean raised no alarm in 234 no-change
+    # runs of that model (benchmarks/planted_regressions.py).
+    error_trim: float = ERROR_TRIM
     # The tail rule (pricer/tail.py): answers above tail_factor x the baseline's largest and their truth are absurd;
     # more than tail_budget of them fail, however few, since the tests above cannot see a handful. None: off.
     tail_factor: float = FACTOR
@@ -123,7 +127,10 @@ class Verdict:
     worst: tuple[WorseItem, ...] = field(default_factory=tuple)
     judgements: tuple[Judgement, ...] = ()
     tail: TailCheck | None = None
+    large: LargeMoves | None = None  # the large-moves rule, on a baseline without absurd answers of its own
     cross_class: str | None = None  # "baseline cpu-bfloat16, now cuda-bfloat16" when gated across classes
+    better: tuple[str, ...] = ()  # the measures significantly better than the baseline's (Holm), on a passing run
+    why_passed: str = ""  # why a passing run's plain Error change beyond its tolerance does not count
     # The same run judged against other references: the target branch's baseline, the anchor drift is measured from.
     references: tuple[tuple[str, Verdict], ...] = ()
 
@@ -132,9 +139,7 @@ class Verdict:
         d = self.delta
         if d is None:
             return f"{width}: {self.reasons[0]} ({', '.join(c.field for c in self.not_comparable)})"
-        failed = [j.measure.name for j in self.judgements if j.failed] + (["tail"] if self.tail and self.tail.failed else [])
-        failed += [f"against {label}" for label, v in self.references if v.worse]
-        status = "ok" if self.passed else f"WORSE ({', '.join(failed) or 'a plain limit'})"
+        status = self.status()
         others = "; ".join(f"{j.measure.name} {j.measure.amount(j.worsening)} (p={j.p_holm:.3f})"
                            for j in self.judgements[1:])
         mean = round(self.judgements[0].mean_change, 2) + 0.0 if self.judgements else math.nan  # never "-0.00"
@@ -150,17 +155,29 @@ class Verdict:
         return not self.passed and not self.not_comparable
 
     def status(self) -> str:
-        """One word or so: ok, WORSE (the failing measures) or not comparable (the fields)."""
+        """A word or so: ok, BETTER (the measures), WORSE (the failing rules) or not comparable (the fields)."""
         if self.not_comparable:
             return f"not comparable ({', '.join(c.field for c in self.not_comparable)})"
-        failed = [j.measure.name for j in self.judgements if j.failed] + (["tail"] if self.tail and self.tail.failed else [])
-        return "ok" if self.passed else f"WORSE ({', '.join(failed) or 'a plain limit'})"
+        failed = ([j.measure.name for j in self.judgements if j.failed] + (["tail"] if self.tail and self.tail.failed else [])
+                  + (["large moves"] if self.large and self.large.failed else [])
+                  + [f"against {label}" for label, v in self.references if v.worse])
+        return (f"WORSE ({', '.join(failed) or 'a plain limit'})" if not self.passed
+                else f"BETTER ({', '.join(self.better)})" if self.better else "ok")
+
+    def _pass_text(self) -> str:
+        """A passing run's first words: which measures are significantly better, and why a plain change counts not."""
+        better = [j for j in self.judgements if j.measure.name in self.better]
+        text = ("better: " + ", ".join(f"{j.measure.name} {j.measure.amount(j.worsening)} ("
+                                      f"{j.relative.strip(' ()') + ', ' if j.relative else ''}"
+                                      f"Holm p={p_text(j.p_holm_better)})" for j in better)
+                if better else "not measurably worse")
+        return f"{text}; {self.why_passed}" if self.why_passed else text
 
     def message(self, *, accept: str = "") -> str:
         """The failure text: what, how much, how sure, which items, and how to accept it."""
         from pricer.report import format_table
 
-        lines = [f"{self.name}: {'passed' if self.passed else 'FAILED'}: {'; '.join(self.reasons) or 'not measurably worse'}"]
+        lines = [f"{self.name}: {'passed' if self.passed else 'FAILED'}: {'; '.join(self.reasons) or self._pass_text()}"]
         if self.cross_class:
             lines.append(f"across hardware classes ({self.cross_class}): the cross-class rule applies (wider "
                          "tolerances, as greedy decodes differ between devices and compute dtypes)")
@@ -172,7 +189,7 @@ class Verdict:
             lines.append(f"what changed since the baseline{judged}:")
             lines += [f"  {c.field}: baseline {c.baseline!r}, now {c.now!r}" for c in self.changes]
         if self.rows:
-            rows = [*self.rows, self.tail.row()] if self.tail else self.rows
+            rows = [*self.rows, self.tail.row()] if self.tail else self.rows  # rows end with the large moves' own
             lines.append(format_table(ROW_HEADERS, rows))
         if self.judgements:
             lines.append(f"each measure fails when Holm p < {self.judgements[0].alpha} (corrected for "
@@ -215,9 +232,10 @@ def course_measures(before: Sequence[BaselineItem], now: Sequence[BaselineItem],
     errors = tuple(s.error for s in b_scores)
     logs = tuple(abs(math.log1p(b.guess) - math.log1p(b.truth)) for b in before)
     base_error, base_log = math.fsum(errors) / len(errors), math.fsum(logs) / len(logs)
+    trim = config.error_trim if trimmed(before, config) else 0.0
     return [
         Measure(name="Error", before=errors, now=tuple(s.error for s in n_scores),
-                test=PairedMean(trim=config.error_trim), tolerance=config.tolerance(base_error), unit="$"),
+                test=PairedMean(trim=trim), tolerance=config.tolerance(base_error), unit="$"),
         Measure(name="log error", before=logs, now=tuple(abs(math.log1p(x.guess) - math.log1p(x.truth)) for x in now),
                 test=PairedMean(), tolerance=config.log_tolerance * base_log),
         Measure(name="Hits", before=tuple(float(s.color == "green") for s in b_scores),
@@ -227,6 +245,45 @@ def course_measures(before: Sequence[BaselineItem], now: Sequence[BaselineItem],
                 now=tuple(float(not x.parsed) for x in now), test=McNemar(), tolerance=config.unparsed_tolerance,
                 unit="%"),
     ]
+
+
+def trimmed(before: Sequence[BaselineItem], config: GateConfig) -> bool:
+    """Whether Error is judged on its trimmed mean against this baseline: where it answers absurdly itself."""
+    return answers_absurdly([b.guess for b in before], [b.truth for b in before], factor=config.tail_factor)
+
+
+def why_passed(error: Judgement, large: LargeMoves | None, before: Sequence[BaselineItem]) -> str:
+    """Why a passing run's plain mean Error change beyond its tolerance does not count, in words a reader can check:
+    the items that moved it, and the rule that sets them aside; "" when the plain change is within the tolerance."""
+    m = error.measure
+    if error.mean_change <= m.tolerance:
+        return ""
+    worse = m.worse
+    moved = [i for i, w in enumerate(worse) if w > 0]
+    top = moved_most(m, count=3)
+    carried = math.fsum(worse[i] for i in top) / math.fsum(worse) if math.fsum(worse) > 0 else 1.0
+    items = ", ".join(f"#{before[i].index} {m.amount(worse[i])}" for i in top)
+    text = (f"Error's plain mean is worse by {m.amount(error.mean_change, signed=False)}{error._share(error.mean_change)}, "
+            f"beyond its tolerance {m.amount(m.tolerance, signed=False)}, through {_count(len(moved), 'item')} that got "
+            f"worse ({items} carry {min(carried, 1.0):.0%} of it)")
+    if large is None:  # the trimmed mean
+        return (f"{text}; it does not count: this baseline answers absurdly itself (up to "
+                f"${max(b.guess for b in before):,.0f}), so Error is judged on its {m.test.trim:.0%}-trimmed mean, which "
+                f"cuts the largest {m.test.trim:.0%} of changes each way: {m.amount(error.worsening)} (the log error "
+                f"still sees them)")
+    better = sum(1 for w in worse if w < 0)
+    text += (f"; it does not count: {len(moved)} worse and {better} better are not significant (Holm "
+             f"p={p_text(error.p_holm)}, not below {error.alpha})")
+    if error.mean_change > large.limit:
+        text += (f", and its large moves (over ${large.threshold:,.2f}) went {len(large.worse)} worse, "
+                 f"{len(large.better)} better, sign test p={p_text(large.p_worse)}")
+    else:
+        text += f", and it is within twice the tolerance, where the large-moves rule starts"
+    return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,6 +335,11 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
                        confidence=CONFIDENCE if intervals else None)
     failed = sorted((j for j in judgements if j.failed), key=lambda j: j.p_holm)
     reasons = [j.reason() for j in failed]
+    error = judgements[0]
+    large = None if trimmed(baseline.items, config) else large_moves(
+        before=error.measure.before, now=error.measure.now, tolerance=error.measure.tolerance, alpha=config.alpha)
+    if large and large.failed and not error.failed:
+        reasons.append(large.reason())
     tail = check_tail(config.tail, indices=[b.index for b in baseline.items], titles=[b.title for b in baseline.items],
                       truths=[b.truth for b in baseline.items], before=[b.guess for b in baseline.items],
                       now=[x.guess for x in now_items])
@@ -286,9 +348,8 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
 
     broken, limits = plain_limits(run.metrics, config)
     reasons += broken
-    rows = [j.row(limit) for j, limit in zip(judgements, limits)]
+    rows = [j.row(limit) for j, limit in zip(judgements, limits)] + ([large.row()] if large else [])
 
-    error = judgements[0]
     worst = worst_items((failed or [error])[0].measure, baseline.items, now_items)
     # The callers know the classes (a folder's name); a fingerprint's device and dtype are the width's, which
     # at 8 and 32 bits are not the class's.
@@ -298,8 +359,10 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
         baseline_error=math.fsum(error.measure.before) / len(error.measure.before), now_error=run.metrics.error,
         delta=PairedDelta(mean=error.worsening, ci=error.ci, p_worse=error.p_worse, confidence=CONFIDENCE),
         tolerance=error.measure.tolerance, mde=error.detectable, rows=tuple(rows), worst=tuple(worst),
-        judgements=judgements, tail=tail,
+        judgements=judgements, tail=tail, large=large,
         cross_class=f"baseline {classes[0]}, now {classes[1]}" if cross_class else None,
+        better=tuple(j.measure.name for j in judgements if j.better) if not reasons else (),
+        why_passed="" if reasons else why_passed(error, large, baseline.items),
     )
 
 

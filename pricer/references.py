@@ -18,8 +18,7 @@ def verdict_word(verdict: Verdict) -> str:
     """How a run was judged in a few words: WORSE (measures), better (measures) or not worse."""
     if verdict.worse:
         return verdict.status()
-    better = getattr(verdict, "better", ())
-    return f"better ({', '.join(better)})" if better else "not worse"
+    return f"better ({', '.join(verdict.better)})" if verdict.better else "not worse"
 
 
 def with_references(verdict: Verdict, references: Sequence[tuple[str, Verdict]]) -> Verdict:

@@ -1,11 +1,14 @@
-"""The tail rule: a few absurd answers are no hardware's noise, however few. The paired tests cannot see fewer than
-about 7 changed items (and Error's trimmed mean cuts them away), so absurd answers are counted against a budget."""
+"""Rules for the few items the paired tests cannot see (a test of k changed items reaches p = 1/2**k at best): the tail
+rule counts absurd answers against a budget, and the large-moves rule fails a plain Error change past twice its
+tolerance whose large moves all went one way."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from pricer.measures import ERROR_TRIM, p_text
 
 # Measured on the committed baselines of both models, every width and class (benchmarks/planted_regressions.py):
 # no real rerun on another class, both ways round, gave an answer above 10x the baseline's largest; 55 of 2,400
@@ -82,9 +85,78 @@ def check_tail(rule: TailRule, *, indices: Sequence[int], titles: Sequence[str],
     return TailCheck(rule=rule, threshold=threshold, baseline_largest=max(before, default=0.0), items=items)
 
 
-def visibility(rule: TailRule, *, guesses: Sequence[float], truths: Sequence[float]) -> str:
+def answers_absurdly(guesses: Sequence[float], truths: Sequence[float], *, factor: float = FACTOR) -> bool:
+    """Whether a baseline already gives absurd answers of its own: one above `factor` x the largest truth. Such a
+    baseline (the base model's $100,000) flips absurd answers in and out between reruns, so its Error is judged
+    on a trimmed mean; one without (the fine-tuned model, up to $1,200 for truths up to $998) on the plain mean."""
+    return bool(guesses) and max(guesses) > factor * max(truths, default=0.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LargeMoves:
+    """The large-moves rule, on a baseline without absurd answers of its own: an item's Error moved "large" when by
+    more than the baseline's whole Error; the run fails when its plain mean Error is worse by more than twice the
+    tolerance AND its large moves went worse more often than a fair coin allows (one-sided sign test p < alpha).
+    Five large moves, all worse, are enough (1/2**5 < 0.05), where Holm over four measures needs seven."""
+
+    threshold: float  # dollars of per-item Error change: the baseline's Error
+    limit: float  # dollars of plain mean Error change: twice Error's tolerance
+    mean_change: float  # the run's plain mean Error change, dollars, positive = worse
+    worse: tuple[int, ...]  # positions of the items whose Error grew by more than the threshold
+    better: tuple[int, ...]  # ... and of those whose Error fell by more than it
+    p_worse: float
+    alpha: float
+
+    @property
+    def failed(self) -> bool:
+        return self.mean_change > self.limit and self.p_worse < self.alpha
+
+    def reason(self) -> str:
+        return (f"Error's plain mean is worse by ${self.mean_change:,.2f}, beyond twice its tolerance "
+                f"(${self.limit:,.2f}), and its large moves (Error changed by more than ${self.threshold:,.2f}) "
+                f"went one way: {len(self.worse)} worse, {len(self.better)} better, sign test p={p_text(self.p_worse)} "
+                f"< {self.alpha}")
+
+    def row(self) -> tuple[str, ...]:
+        """The rule's line under the measures table."""
+        net = len(self.worse) - len(self.better)
+        return (f"large moves (> ${self.threshold:,.0f})", "-", f"{len(self.worse)} worse, {len(self.better)} better",
+                f"{net:+d}", f"+${self.mean_change:,.2f}" if self.mean_change >= 0 else f"-${-self.mean_change:,.2f}",
+                "-", p_text(self.p_worse), "-", f"+${self.limit:,.2f}", "5 items", "-", "WORSE" if self.failed else "ok")
+
+
+def large_moves(*, before: Sequence[float], now: Sequence[float], tolerance: float, alpha: float) -> LargeMoves:
+    """The large-moves rule on per-item absolute errors before and now (the same items, in the same order)."""
+    from scipy import stats
+
+    threshold = math.fsum(before) / len(before) if before else 0.0
+    changes = [n - b for b, n in zip(before, now)]
+    worse = tuple(i for i, c in enumerate(changes) if c > threshold)
+    better = tuple(i for i, c in enumerate(changes) if c < -threshold)
+    moved = len(worse) + len(better)
+    p = float(stats.binomtest(len(worse), moved, 0.5, alternative="greater").pvalue) if moved else 1.0
+    return LargeMoves(threshold=threshold, limit=2 * tolerance, mean_change=math.fsum(changes) / max(len(changes), 1),
+                      worse=worse, better=better, p_worse=p, alpha=alpha)
+
+
+def visibility(rule: TailRule, *, guesses: Sequence[float], truths: Sequence[float], trim: float = ERROR_TRIM) -> str:
     """Before gating: what the tail rule sees with this baseline, and what it cannot (a baseline that already
-    answers absurdly, like a base model's $100,000, lifts the threshold out of reach of most catastrophes)."""
+    answers absurdly, like a base model's $100,000, lifts the threshold out of reach of most catastrophes); then
+    which Error rule applies to this baseline."""
+    return f"{_tail_text(rule, guesses=guesses, truths=truths)}; {error_rule(guesses, truths, factor=rule.factor, trim=trim)}"
+
+
+def error_rule(guesses: Sequence[float], truths: Sequence[float], *, factor: float = FACTOR, trim: float = ERROR_TRIM) -> str:
+    """Which Error rule applies to a baseline, as the line before gating says it."""
+    if answers_absurdly(guesses, truths, factor=factor):
+        return (f"Error is judged on its {trim:.0%}-trimmed mean, as this baseline answers absurdly itself "
+                f"(up to ${max(guesses):,.0f}, above {factor:g}x the largest truth)")
+    return (f"Error is judged on its plain mean, and a plain change past twice its tolerance whose large moves went "
+            f"one way fails, as this baseline answers at most ${max(guesses, default=0.0):,.0f} "
+            f"(under {factor:g}x the largest truth)")
+
+
+def _tail_text(rule: TailRule, *, guesses: Sequence[float], truths: Sequence[float]) -> str:
     if rule.budget is None or not guesses:
         return "tail rule off"
     threshold = rule.threshold(guesses)

@@ -315,3 +315,64 @@ def test_verdict_is_the_same_on_every_run_of_the_same_predictions(baseline, clea
     first, second = (compare(baseline, run, FINGERPRINT, GateConfig()) for _ in range(2))
 
     assert first.judgements == second.judgements
+
+
+BASELINES = Path(__file__).resolve().parent.parent / "baselines"
+FINE_TUNED_4BIT = BASELINES / "smollm2-135m-instruct-smollm2-135m-pricer" / "cpu-float32" / "4bit.json"
+BASE_4BIT = BASELINES / "smollm2-135m-instruct" / "cpu-float32" / "4bit.json"
+
+
+def guesses_file(tmp_path: Path, baseline: Path, change=lambda i, g: g) -> Path:
+    """JSON Lines of a committed baseline's guesses, `change(position, guess)` applied."""
+    rows = [{"index": b.index, "guess": change(i, b.guess), "parsed": b.parsed}
+            for i, b in enumerate(read_baseline(baseline).items)]
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_fine_tuned_guesses_against_the_base_models_baseline_read_as_better(tmp_path, capsys):
+    from pricer.cli import main
+
+    code = main(["compare", str(BASE_4BIT), str(guesses_file(tmp_path, FINE_TUNED_4BIT))])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "passed: better: Error -$" in out and "log error -" in out
+    rows = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.startswith(("Error ", "log error ", "unparsed "))}
+    assert rows == {"Error": "better", "log": "better", "unparsed": "ok"}
+
+
+def test_summary_line_reads_better_with_the_measures_that_improved(tmp_path):
+    from pricer.compare import compare_run, read_run
+
+    baseline = read_baseline(BASE_4BIT)
+    verdict = compare_run(baseline, read_run(guesses_file(tmp_path, FINE_TUNED_4BIT)), GateConfig(),
+                          intervals=False).verdict
+
+    assert verdict.passed and verdict.better == ("Error", "log error", "Hits")
+    assert verdict.summary_line("4bit").startswith("4bit: BETTER (Error, log error, Hits) Error $264.48 -> $140.01")
+
+
+def test_a_passing_plain_change_beyond_its_tolerance_says_which_items_moved_it_and_why_they_do_not_count(tmp_path, capsys):
+    from pricer.cli import main
+
+    run = guesses_file(tmp_path, FINE_TUNED_4BIT, lambda i, g: 99_999.0 if i == 10 else g)
+
+    assert main(["compare", str(FINE_TUNED_4BIT), str(run)]) == 0
+    first = next(line for line in capsys.readouterr().out.splitlines() if ": passed: " in line)
+    assert "not measurably worse; Error's plain mean is worse by $" in first
+    assert "through 1 item that got worse (#11 +$" in first and "carry 100% of it)" in first
+    assert "sign test p=0.5000" in first
+
+
+def test_a_passing_plain_change_on_a_trimmed_baseline_says_the_trimmed_mean_cuts_it(tmp_path, capsys):
+    from pricer.cli import main
+
+    chosen = {7, 70, 140}
+    run = guesses_file(tmp_path, BASE_4BIT, lambda i, g: 99_999.0 if i in chosen else g)
+
+    assert main(["compare", str(BASE_4BIT), str(run)]) == 0
+    first = next(line for line in capsys.readouterr().out.splitlines() if ": passed: " in line)
+    assert "through 3 items that got worse" in first
+    assert "this baseline answers absurdly itself (up to $12,500), so Error is judged on its 5%-trimmed mean" in first

@@ -55,9 +55,10 @@ def test_another_model_is_judged_better_against_the_baseline_it_replaces_not_ref
 
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
+        "bow: passed: better: *",
         "what changed since the baseline (judged by the verdict):",
         "  predictor: baseline 'constant', now 'bow'",
-        "Error * ok*",
+        "Error * better",
     ])
     result.stdout.fnmatch_lines([
         "*the baseline describes another model: make this run the new baseline with: pytest * --update-baselines*",
@@ -275,6 +276,7 @@ def test_the_fine_tuned_model_is_judged_against_the_base_models_baseline(width):
     verdict = compare_files(base, tuned, GateConfig()).verdict
 
     assert verdict.passed and not verdict.not_comparable, verdict.message()
+    assert {"Error", "log error"} <= set(verdict.better), verdict.message()
     assert [c.field for c in verdict.changes][:1] == ["adapter_sha256"]
     assert verdict.judgements[1].worsening < 0  # log error: far better
     assert json.loads(tuned.read_text())["metrics"]["error"] < json.loads(base.read_text())["metrics"]["error"]

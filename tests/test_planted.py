@@ -114,3 +114,26 @@ def test_rare_small_changes_are_reported_not_failed(planted, stored, kind):
 
     assert all(r["runs"] == 2 for r in rows)
     assert sum(r["new"] for r in rows) <= sum(r["beyond"] for r in rows)
+
+
+@pytest.mark.parametrize("kind", ["5% of answers become $999", "5 answers x40"])
+def test_a_few_answers_moved_far_fail_the_fine_tuned_model_in_every_class(planted, stored, kind):
+    """Changes the plain mean shows as large (+16% to +80%) and that move every touched item one way: Error's plain
+    mean catches the many, the large-moves rule the five."""
+    fine_tuned = [s for s in stored if planted.MODELS[s.model] == "fine-tuned" and s.width in FAST_WIDTHS]
+
+    rows = planted.planted_rows(fine_tuned, GateConfig(), runs=1, cross=False, old=False, kinds=(kind,))
+
+    assert {r["class"] for r in rows} == {c for s in stored for c in s.classes}
+    for row in rows:
+        assert row["new"] == row["runs"] == 2, row
+
+
+def test_answers_made_ten_times_larger_fail_the_fine_tuned_model_unless_they_moved_both_ways(planted, stored):
+    """4% of answers x10: caught wherever the ten moved one way. The one run let through (4 bits, cpu-float32) moved
+    7 worse and 3 better (x10 of a guess far below its truth is an improvement): +16.8% plain Error, Holm p=0.055."""
+    fine_tuned = [s for s in stored if planted.MODELS[s.model] == "fine-tuned" and s.width in FAST_WIDTHS]
+
+    rows = planted.planted_rows(fine_tuned, GateConfig(), runs=1, cross=False, old=False, kinds=("4% of answers x10",))
+
+    assert sum(r["new"] for r in rows) == sum(r["runs"] for r in rows) - 1 == 5, rows

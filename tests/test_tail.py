@@ -77,16 +77,28 @@ def test_one_absurd_answer_is_within_the_budget_and_listed(tmp_path, capsys):
 
 def test_tail_budget_option_turns_the_rule_off(tmp_path, capsys):
     baseline = stored(FINE_TUNED, "cpu-float32")
-    chosen = spread(5)
+    chosen = spread(4)  # four: too few for the large-moves rule's sign test (1/2**4 > 0.05), so only the tail sees them
     run = planted(tmp_path, baseline, lambda i, g: 99_999.0 if i in chosen else g)
 
     assert main(["compare", "--tail-budget", "off", str(baseline), str(run)]) == 0
-    assert main(["compare", "--tail-budget", "5", str(baseline), str(run)]) == 0
-    assert main(["compare", "--tail-budget", "4", str(baseline), str(run)]) == 1
+    assert main(["compare", "--tail-budget", "4", str(baseline), str(run)]) == 0
+    assert main(["compare", "--tail-budget", "3", str(baseline), str(run)]) == 1
+
+
+def test_five_absurd_answers_fail_the_fine_tuned_model_by_large_moves_with_the_tail_rule_off(tmp_path, capsys):
+    baseline = stored(FINE_TUNED, "cpu-float32")
+    chosen = spread(5)
+    run = planted(tmp_path, baseline, lambda i, g: 99_999.0 if i in chosen else g)
+
+    code = main(["compare", "--tail-budget", "off", str(baseline), str(run)])
+
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "its large moves (Error changed by more than $140.01) went one way: 5 worse, 0 better, sign test p=0.0312" in out
 
 
 def test_error_row_shows_the_plain_mean_beside_the_trimmed_statistic(tmp_path, capsys):
-    baseline = stored(FINE_TUNED, "cpu-float32")
+    baseline = stored(BASE, "cpu-bfloat16")  # answers absurdly itself: its Error is judged on the trimmed mean
     chosen = spread(5)
     run = planted(tmp_path, baseline, lambda i, g: 99_999.0 if i in chosen else g)
 
