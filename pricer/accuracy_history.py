@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pricer.benchmark_runs import DEFAULT_STORAGE, parse_utc
 from pricer.errors import HistoryError
-from pricer.files import atomic_write_bytes, locked, output_errors, output_target
+from pricer.files import atomic_write_bytes, locked, not_a_file, output_errors, output_target
 from pricer.fingerprint import Scalar
 from pricer.machines import Machine, machine_of, this_machine
 
@@ -120,6 +120,9 @@ def accuracy_entry(*, model: str, width: str, run: RunResult, fingerprint: Finge
 def read_accuracy(path: Path) -> list[AccuracyEntry]:
     """Every entry of an accuracy history; a bad line fails naming the file and line."""
     path = Path(path)
+    problem = not_a_file(path)
+    if problem:
+        raise HistoryError(f"{path}: {problem}")
     try:
         data = path.read_bytes()
     except FileNotFoundError:

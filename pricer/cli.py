@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pricer: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a chart or file that cannot be written: one line naming it, not a traceback
-        print(f"pricer: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"pricer: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

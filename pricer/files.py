@@ -325,6 +325,9 @@ def write_json(path: Path, obj: Any) -> None:
 
 def read_text(path: Path, *, error: type[PricerError] = PricerError) -> str:
     """A UTF-8 file's text, raising `error` naming the file when it is missing or unreadable."""
+    problem = not_a_file(path)
+    if problem:
+        raise error(f"{path}: {problem}")
     try:
         # utf-8-sig: without a byte-order mark it is plain UTF-8; with one (Windows editors and PowerShell write
         # it), the mark is dropped, as data files' readers drop it, rather than failing as invalid JSON.
@@ -333,6 +336,16 @@ def read_text(path: Path, *, error: type[PricerError] = PricerError) -> str:
         raise error(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot be read ({exc})") from None
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a file although it exists (a FIFO would block the read forever, a device never
+    end), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: the read names it
+    return None if stat.S_ISREG(mode) else f"{kind(path)}, not a file to read"
 
 
 def read_json(path: Path, *, error: type[PricerError] = PricerError) -> dict[str, Any]:

@@ -4,6 +4,7 @@ default and help. Both entry points build their parsers from this table, and ref
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,7 +383,8 @@ def ini_text(option: Option, raw: Any, *, where: object) -> str | None:
         return ",".join(line.strip() for line in raw.splitlines() if line.strip()) if option.ini_list else raw
     kind = _TOML_TYPES.get(type(raw), type(raw).__name__)
     takes = "a number" if numeric else "text in quotes"
-    raise OptionError(f"{where}: ini {key} = {raw!r} is a TOML {kind}; {key} takes {takes}"
+    shown = json.dumps(raw) if isinstance(raw, bool) else repr(raw)  # as TOML writes a boolean: true, not True
+    raise OptionError(f"{where}: ini {key} = {shown} is a TOML {kind}; {key} takes {takes}"
                       f"{' or a list of them' if option.ini_list else ''}, e.g. {_ini_example(option)}")
 
 

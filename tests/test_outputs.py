@@ -395,6 +395,21 @@ def test_a_data_folders_split_file_that_is_not_a_file_is_named_as_what_it_is(tmp
     assert str(raised.value) == f"{odd}: {what}, not a data file; the 'test' split is read from a regular file of rows"
 
 
+def test_a_baseline_or_history_that_is_a_fifo_is_named_never_read(tmp_path, capsys):
+    from pricer.accuracy_history import read_accuracy
+    from pricer.errors import HistoryError
+
+    fifo = tmp_path / "4bit.json"
+    os.mkfifo(fifo)
+
+    code = main(["compare", str(fifo), str(committed(FINE_TUNED, "4bit"))])  # blocked forever in read() before
+
+    assert code == 2
+    assert capsys.readouterr().err == f"pricer: error: {fifo}: a FIFO (named pipe), not a file to read\n"
+    with pytest.raises(HistoryError, match="a FIFO \\(named pipe\\), not a file to read"):
+        read_accuracy(fifo)
+
+
 def test_reason_without_update_baselines_is_a_usage_error(pytester):
     pytester.makeini("[pytest]\n")
 
@@ -445,7 +460,7 @@ def test_toml_numbers_and_lists_are_taken_as_numbers_and_lists(pytester, table):
 
 @pytest.mark.parametrize("line,error", [
     ('pricer_n = ""', 'ini pricer_n is empty; give it a value, e.g. pricer_n = 250, or remove the key*'),
-    ("pricer_n = true", "ini pricer_n = True is a TOML boolean; pricer_n takes a number, e.g. pricer_n = 250"),
+    ("pricer_n = true", "ini pricer_n = true is a TOML boolean; pricer_n takes a number, e.g. pricer_n = 250"),
     ("pricer_tolerance = [0.1]", "ini pricer_tolerance = [[]0.1[]] is a TOML array; pricer_tolerance takes a number*"),
     ('pricer_bits = [4, {b = 8}]', "ini pricer_bits = {'b': 8} is a TOML table; pricer_bits takes a number or a list "
      "of them, e.g. pricer_bits = [[]4, 8, 16, 32[]]"),
