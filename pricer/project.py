@@ -40,13 +40,13 @@ def ini_value(path: Path | None, key: str) -> Any:
     .toml file: option_table.ini_text types it); None when unset or unreadable."""
     if path is None:
         return None
-    section = _ini_section(path, dict(INI_FILES)[path.name])
+    section = _ini_section(path, dict(INI_FILES).get(path.name))
     return None if section is None else section.get(key)
 
 
 def ini_settings(path: Path) -> dict:
     """The pytest section of an ini file found by ini_file (key -> value as read); empty when it sets nothing."""
-    return _ini_section(path, dict(INI_FILES)[path.name]) or {}
+    return _ini_section(path, dict(INI_FILES).get(path.name)) or {}  # `-c other.toml`: read as a pyproject.toml
 
 
 def _ini_section(path: Path, section: str | None) -> dict | None:
@@ -54,7 +54,7 @@ def _ini_section(path: Path, section: str | None) -> dict | None:
         if path.suffix == ".toml":
             with path.open("rb") as handle:
                 found = tomllib.load(handle)
-            if path.name != "pyproject.toml":
+            if section is not None:  # pytest.toml: a [pytest] table
                 return found.get(section)
             # [tool.pytest.ini_options], or pytest 9's native [tool.pytest] table (pytest refuses both at once).
             tool = found.get("tool", {}).get("pytest", {})

@@ -142,9 +142,12 @@ def _ini_raw(config: pytest.Config, key: str) -> Any:
     held = getattr(config, "_inicfg", None)  # pytest 9: key -> ConfigValue; pytest 8: config.inicfg, key -> text
     if key not in (held if held is not None else config.inicfg):
         return None
-    if config.inipath is not None and config.inipath.suffix == ".toml":
-        return ini_settings(config.inipath).get(key)
-    return held[key].value if held is not None else config.inicfg[key]
+    value = held[key].value if held is not None else config.inicfg[key]
+    if held is not None and held[key].mode == "toml":  # pytest 9's [tool.pytest] or pytest.toml: TOML's own types
+        return value
+    if config.inipath is not None and config.inipath.suffix == ".toml":  # [tool.pytest.ini_options], made text
+        return ini_settings(config.inipath).get(key, value)
+    return value
 
 
 def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings

@@ -437,6 +437,19 @@ def test_a_path_ini_key_of_another_toml_type_is_refused_and_creates_nothing(pyte
     assert sorted(p.name for p in pytester.path.iterdir()) == before
 
 
+def test_pricer_history_types_the_projects_ini_key_the_same_way(tmp_path, monkeypatch, capsys):
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\npricer_history = 1\n")
+    monkeypatch.chdir(tmp_path)
+
+    code = main(["history", "--no-chart"])
+
+    assert code == 2
+    assert capsys.readouterr().err == (f"pricer: error: {tmp_path / 'pyproject.toml'}: ini pricer_history = 1 is a TOML "
+                                       'integer; pricer_history takes text in quotes, e.g. pricer_history = '
+                                       '".benchmarks/pricer-accuracy.jsonl"\n')
+    assert not (tmp_path / "1").exists()
+
+
 NATIVE_SETTINGS = """
 from pricer.pytest_plugin import _option
 
