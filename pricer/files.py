@@ -15,7 +15,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,20 +148,15 @@ def output_problem(path: Path) -> str | None:
 
 
 def _refusal(path: Path) -> str | None:
-    if str(path) == "":
-        return "an empty path"
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         if os.path.islink(path):
             return f"a dangling link to {os.readlink(path)}, which does not exist; pricer writes through no such link"
-        blocking = next((p for p in path.parents if os.path.lexists(p)), None)
+        blocking = next((p for p in path.parents if os.path.exists(p)), None)  # nearest: "." exists, or "/"
         if blocking is not None and not blocking.is_dir():
             return f"inside {blocking}, which is {kind(blocking)}, not a folder"
         return None
-    except NotADirectoryError:
-        blocking = next(p for p in path.parents if p.exists() and not p.is_dir())
-        return f"inside {blocking}, which is {kind(blocking)}, not a folder"
     except OSError as exc:
         return f"cannot be checked ({exc.strerror or exc})"
     if stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):

@@ -219,7 +219,6 @@ class Relay:
             payload["worker"] = self.worker
         return payload
 
-
     def _save(self, session: EvalSession, runs: list[str]) -> list[str]:
         """Store the new runs (--pricer-save-runs); a run that cannot be written is one line for the end of the
         session, never a traceback in a hook (an INTERNALERROR under xdist)."""
