@@ -356,9 +356,9 @@ def refuse_ignored(surface: Surface, *, given: Mapping[str, Any], predictor: str
                           f"picks a split of {surface.split_of}")
 
 
-# Parsers of numbers: their ini keys take TOML numbers as well as text (pricer_n = 250, pricer_tolerance = 0.05).
-NUMBER_PARSERS = (options.positive_int, options.non_negative_float, options.share, options.budget, options.factor,
-                  options.positive_float, options.significance)
+# Parsers of numbers, each with an example: their ini keys take TOML numbers as well as text (pricer_n = 250).
+NUMBER_PARSERS = {options.positive_int: 8, options.non_negative_float: 100, options.share: 0.05, options.budget: 1,
+                  options.factor: 10, options.positive_float: 0.001, options.significance: 0.05}
 _TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
 
 
@@ -392,11 +392,9 @@ def _ini_example(option: Option) -> str:
     value = option.example if option.example is not None else option.default
     if option.ini_list and isinstance(value, tuple):
         return f"{option.ini} = [{', '.join(map(str, value))}]"
-    if option.parse in NUMBER_PARSERS and isinstance(value, (int, float)):
-        return f"{option.ini} = {value}"
-    if value is None or isinstance(value, (int, float)):
-        value = "PATH" if option.metavar in ("PATH", "DIR") else option.metavar
-    return f'{option.ini} = "{value}"'
+    if option.parse in NUMBER_PARSERS:
+        return f"{option.ini} = {value if isinstance(value, (int, float)) else NUMBER_PARSERS[option.parse]}"
+    return f'{option.ini} = "{option.metavar if value is None else value}"'
 
 
 def _either(words: list[str]) -> str:
