@@ -96,13 +96,15 @@ def _write_stream(path: Path, data: bytes) -> None:
     """Write once to a stream, never read back, never fsynced. O_APPEND: /dev/stdout redirected to a log file must not
     truncate it; O_NONBLOCK for the open only: a FIFO nobody reads would otherwise block forever."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        # getattr: Windows has neither flag (nor FIFOs)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a FIFO with no reader
             raise OutputError(f"{path}: a FIFO (named pipe) that nothing reads; start its reader first") from None
         raise
     try:
-        os.set_blocking(fd, True)  # a full pipe waits for its reader rather than failing half-written
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)  # a full pipe waits for its reader rather than failing half-written
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

@@ -289,6 +289,27 @@ def test_history_in_a_folder_it_cannot_write_is_one_line_after_the_verdict_exit_
     assert "Traceback" not in result.stdout.str() and "PermissionError" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
+                                   OSError(30, "Read-only file system")], ids=["permission", "read-only"])
+def test_a_write_refused_by_the_system_is_one_line_wherever_the_tests_run(baselined, data_dir, monkeypatch, error):
+    # As root in a container with neither a folder's mode nor chattr to go by, the file system's answer is planted.
+    import pricer.files
+
+    def refused(path, data):
+        raise type(error)(error.errno, error.strerror, str(path))
+
+    monkeypatch.setattr(pricer.files, "_replace", refused)
+
+    result = gate(baselined, data_dir, "--pricer-history=history.jsonl", "--pricer-summary=summary.md")
+
+    assert result.ret == 3
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"{named(baselined.path / 'history.jsonl')}: cannot be written: {error.strerror}",
+                                 f"cannot append the summary: {named(baselined.path / 'summary.md')}: cannot be "
+                                 f"written: {error.strerror}"], consecutive=False)
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_update_baselines_into_a_read_only_folder_fails_in_one_line(baselined, data_dir):
     folder = classic_file(baselined).parent
     with read_only(folder):
