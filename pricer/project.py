@@ -14,8 +14,8 @@ from typing import Any
 from pricer.errors import OptionError
 
 # pytest's ini files in its own order of precedence, with the section each must hold to count.
-INI_FILES = (("pytest.toml", "pytest"), (".pytest.toml", "pytest"), ("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", None), ("tox.ini", "pytest"),
-             ("setup.cfg", "tool:pytest"))
+INI_FILES = (("pytest.toml", "pytest"), (".pytest.toml", "pytest"), ("pytest.ini", "pytest"), (".pytest.ini", "pytest"),
+             ("pyproject.toml", None), ("tox.ini", "pytest"), ("setup.cfg", "tool:pytest"))
 
 
 def ini_file(start: Path) -> Path | None:

@@ -140,10 +140,11 @@ def _ini_raw(config: pytest.Config, key: str) -> Any:
         if name.strip() == key:
             return value
     held = getattr(config, "_inicfg", None)  # pytest 9: key -> ConfigValue; pytest 8: config.inicfg, key -> text
-    if key not in (held if held is not None else config.inicfg):
+    held = held if held is not None else config.inicfg
+    if key not in held:
         return None
-    value = held[key].value if held is not None else config.inicfg[key]
-    if held is not None and held[key].mode == "toml":  # pytest 9's [tool.pytest] or pytest.toml: TOML's own types
+    value = getattr(held[key], "value", held[key])
+    if getattr(held[key], "mode", None) == "toml":  # pytest 9's [tool.pytest] or pytest.toml: TOML's own types
         return value
     if config.inipath is not None and config.inipath.suffix == ".toml":  # [tool.pytest.ini_options], made text
         return ini_settings(config.inipath).get(key, value)

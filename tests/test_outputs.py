@@ -14,7 +14,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +23,13 @@ import pytest
 from pricer.cli import main
 from pricer.errors import DataError, OutputError
 from test_compare import FINE_TUNED, committed
-from test_plugin import SMALL_N, classic_file, gate, named, stored_baselines  # noqa: F401 (a fixture)
+from test_plugin import EVAL_FILE, EVAL_TEST, SMALL_N, classic_file, gate, named
+from test_plugin import stored_baselines  # noqa: F401 (a module-scoped fixture this module uses)
 
 pytestmark = pytest.mark.usefixtures("late_imports")
 # Imported late by the history (torch, for the machine's details) and by xdist's controller (see conftest.py).
 MORE_LATE_IMPORTS = ("torch", "xdist.dsession", "execnet")
 NULL, FULL = 3, 7  # minor numbers of Linux's null and full devices (major 1)
-PASSED = "pricer compare: *"
 
 
 def device(folder: Path, name: str, minor: int) -> Path:
@@ -71,8 +70,6 @@ def read_only(folder: Path) -> Iterator[None]:
 @pytest.fixture
 def baselined(pytester: pytest.Pytester, stored_baselines: Path) -> pytest.Pytester:
     """A project with the constant predictor's baseline on 250 items and one eval test."""
-    from test_plugin import EVAL_FILE, EVAL_TEST
-
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(**{EVAL_FILE: EVAL_TEST})
     shutil.copytree(stored_baselines, pytester.path / "baselines")
@@ -116,7 +113,8 @@ def test_summary_into_a_full_device_is_never_read_back_and_fails_in_one_line(bas
     result = gate(baselined, data_dir, f"--pricer-summary={full}")
 
     assert result.ret == 3  # passed, but an output is broken
-    result.stdout.fnmatch_lines([f"cannot append the summary: {named(full)}: cannot be written: No space left on device"])
+    result.stdout.fnmatch_lines([f"cannot append the summary: {named(full)}: cannot be written: No space left on "
+                                 "device"])
     assert is_device(full)
 
 
@@ -250,7 +248,8 @@ def test_summary_appends_to_an_empty_file_a_markdown_file_and_the_step_summary(t
     step.write_text("Some other step wrote this\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
 
-    assert [append_problem(tmp_path / n) for n in ("empty.txt", "notes.md", "ours.txt", "step_summary_abc")] == [None] * 4
+    ours = ("empty.txt", "notes.md", "ours.txt", "step_summary_abc")
+    assert [append_problem(tmp_path / name) for name in ours] == [None] * 4
 
 
 @pytest.mark.parametrize("option", ["--pricer-summary=", "--pricer-charts=", "--pricer-save-runs=",
@@ -465,8 +464,8 @@ def test_pricer_history_types_the_projects_ini_key_the_same_way(tmp_path, monkey
     code = main(["history", "--no-chart"])
 
     assert code == 2
-    assert capsys.readouterr().err == (f"pricer: error: {tmp_path / 'pyproject.toml'}: ini pricer_history = 1 is a TOML "
-                                       'integer; pricer_history takes text in quotes, e.g. pricer_history = '
+    assert capsys.readouterr().err == (f"pricer: error: {tmp_path / 'pyproject.toml'}: ini pricer_history = 1 is a "
+                                       "TOML integer; pricer_history takes text in quotes, e.g. pricer_history = "
                                        '".benchmarks/pricer-accuracy.jsonl"\n')
     assert not (tmp_path / "1").exists()
 
