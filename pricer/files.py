@@ -215,8 +215,8 @@ def output_errors(path: Path) -> Iterator[None]:
 def append_text(path: Path, text: str) -> None:
     """Append `text` to an output that is ours (see `append_problem`): a regular file is rewritten atomically with
     the text after its old bytes, under a lock (writers at once never drop or split each other's text; a kill leaves
-    the old file or the new one, never half a block); $GITHUB_STEP_SUMMARY, which GitHub's runner owns, gets one
-    append and stays that file; a stream gets the text as it is."""
+    the old file or the new one, never half a block); $GITHUB_STEP_SUMMARY, which GitHub's runner owns, and a file
+    we may write in a folder we may not get one append and stay that file; a stream gets the text as it is."""
     target = output_target(path)
     problem = append_problem(path)
     if problem:
@@ -227,15 +227,20 @@ def append_text(path: Path, text: str) -> None:
             _write_stream(target.path, data)
             return
         target.file.parent.mkdir(parents=True, exist_ok=True)
-        if _step_summary(target.file):
-            with open(target.file, "ab") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            return
-        with locked(target.file.parent):
-            old = target.file.read_bytes() if target.file.exists() else b""
-            _replace(target.file, old + data)
+        if not _step_summary(target.file):
+            try:
+                with locked(target.file.parent):
+                    old = target.file.read_bytes() if target.file.exists() else b""
+                    _replace(target.file, old + data)
+                return
+            except PermissionError:
+                if not os.access(target.file, os.W_OK):
+                    raise
+                # A file we may write in a folder we may not: one append, as to $GITHUB_STEP_SUMMARY.
+        with open(target.file, "ab") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager

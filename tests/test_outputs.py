@@ -288,6 +288,19 @@ def test_history_in_a_folder_it_cannot_write_is_one_line_after_the_verdict_exit_
     assert "Traceback" not in result.stdout.str() and "PermissionError" not in result.stdout.str()
 
 
+def test_a_summary_we_may_write_in_a_folder_we_may_not_is_appended_in_place(tmp_path):
+    from pricer.summary import append_document
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    summary = folder / "summary.md"
+    summary.write_text("# before\n")
+    with read_only(folder):
+        append_document(summary, "## pricer gate: m: passed\n")
+
+    assert summary.read_text() == "# before\n\n## pricer gate: m: passed\n"
+
+
 @pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
                                    OSError(30, "Read-only file system")], ids=["permission", "read-only"])
 def test_a_write_refused_by_the_system_is_one_line_wherever_the_tests_run(baselined, data_dir, monkeypatch, error):
