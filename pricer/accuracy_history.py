@@ -3,18 +3,16 @@ appended atomically under a lock and never rewritten; a bad or foreign line fail
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pricer.benchmark_runs import DEFAULT_STORAGE, parse_utc
 from pricer.errors import HistoryError
-from pricer.files import atomic_write_bytes
+from pricer.files import atomic_write_bytes, locked, not_a_file, output_errors, output_target
 from pricer.fingerprint import Scalar
 from pricer.machines import Machine, machine_of, this_machine
 
@@ -122,6 +120,9 @@ def accuracy_entry(*, model: str, width: str, run: RunResult, fingerprint: Finge
 def read_accuracy(path: Path) -> list[AccuracyEntry]:
     """Every entry of an accuracy history; a bad line fails naming the file and line."""
     path = Path(path)
+    problem = not_a_file(path)
+    if problem:
+        raise HistoryError(f"{path}: {problem}")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -171,30 +172,19 @@ def _refuse_other_document(text: str, path: Path) -> None:
 def append_accuracy(path: Path, entries: Sequence[AccuracyEntry]) -> None:
     """Append entries atomically: the earlier bytes are kept as they are; a bad file fails and stays untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.parent):
-        old = path.read_bytes() if path.exists() else b""
-        _parse_accuracy(old, path)  # before writing: never bury a file we cannot read under new lines
-        if old and not old.endswith(b"\n"):
-            old += b"\n"
-        new = "".join(json.dumps(e.to_dict(), sort_keys=True, ensure_ascii=False) + "\n" for e in entries)
-        atomic_write_bytes(path, old + new.encode("utf-8"))
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the folder: two sessions appending at once must not drop each other's lines."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; appends there are atomic but not serialized
-        yield
+    new = "".join(json.dumps(e.to_dict(), sort_keys=True, ensure_ascii=False) + "\n" for e in entries)
+    target = output_target(path)
+    if target.stream:  # /dev/null, a pipe: the new lines only, nothing read back
+        atomic_write_bytes(path, new.encode("utf-8"))
         return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    with output_errors(path):
+        target.file.parent.mkdir(parents=True, exist_ok=True)
+        with locked(target.file.parent):
+            old = target.file.read_bytes() if target.exists else b""
+            _parse_accuracy(old, path)  # before writing: never bury a file we cannot read under new lines
+            if old and not old.endswith(b"\n"):
+                old += b"\n"
+            atomic_write_bytes(target.file, old + new.encode("utf-8"))
 
 
 def record_session(path: Path, session: EvalSession, verdicts: Mapping[str, bool]) -> str:

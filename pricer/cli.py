@@ -11,10 +11,13 @@ from typing import Any
 
 from pricer import cpu_threads
 from pricer.data import DataSpec, load_items, refuse_single_file, resolve_source
-from pricer.errors import OptionError, PricerError
+from pricer.errors import OptionError, OutputError, PricerError
 from pricer.evaluate import RunResult, evaluate
 from pricer.option_table import CLI, OPTION, OPTIONS, arguments, refuse_ignored
 from pricer.report import METRICS_HEADERS, format_table, metrics_row, print_report
+
+
+OUTPUT_BROKEN = 3  # `pricer compare`: the verdict passed and was printed, but its chart or summary was not written
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +96,8 @@ def _compare_command(commands: argparse._SubParsersAction) -> None:
         "measure (Error, log error, Hits, unparsed). RUN is a baseline-format file or JSON Lines of "
         '{"index": 1, "guess": 12.99, "completion": "12.99", "parsed": true} rows (completion and parsed optional). '
         "Two baselines of different hardware classes (device, compute dtype) are compared with the cross-class "
-        "rule. Exit 0: not measurably worse; 1: worse or not comparable; 2: bad input.",
+        "rule. Exit 0: not measurably worse; 1: worse or not comparable; 2: bad input; 3: not worse, but the chart "
+        "or summary could not be written.",
     )
     cmp.add_argument("baseline", type=Path, metavar="BASELINE", help="a stored baseline file")
     cmp.add_argument("run_file", type=Path, metavar="RUN", help="a baseline-format file or JSON Lines of guesses")
@@ -126,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pricer: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a chart or file that cannot be written: one line naming it, not a traceback
-        print(f"pricer: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"pricer: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 
@@ -135,6 +140,7 @@ def run_history(args: argparse.Namespace) -> int:
     from pricer.benchmark_runs import DEFAULT_STORAGE
     from pricer.history import load_history
     from pricer.history_report import format_history, history_chart
+    from pricer.option_table import ini_text
     from pricer.project import ini_file, ini_value
 
     # Defaults are the project's, as the plugin writes them, wherever in the project this runs.
@@ -144,7 +150,7 @@ def run_history(args: argparse.Namespace) -> int:
     if storage is None and (root / DEFAULT_STORAGE).is_dir():
         storage = str(root / DEFAULT_STORAGE)
     if accuracy is None:
-        pinned = ini_value(ini, "pricer_history")
+        pinned = ini_text(OPTION["history"], ini_value(ini, "pricer_history"), where=ini)
         accuracy = root / pinned if pinned else (root / DEFAULT_ACCURACY if (root / DEFAULT_ACCURACY).exists() else None)
     history = load_history(storage=storage, accuracy=accuracy, min_change=args.min_change)
     print(format_history(history, min_change=args.min_change))
@@ -212,6 +218,17 @@ def run_compare(args: argparse.Namespace) -> int:
     verdict = comparison.verdict
     print(f"{args.baseline}: {verdict.message(accept=comparison.accept)}")
     chart = args.chart if args.chart and verdict.judgements else None  # no judgements: the items do not pair
+    try:
+        _compare_outputs(args, comparison, chart)
+    except OutputError as exc:  # after the verdict: a broken output exits 3, a worse run still 1
+        print(f"pricer: error: {exc}", file=sys.stderr)
+        return comparison.exit_code or OUTPUT_BROKEN
+    return comparison.exit_code
+
+
+def _compare_outputs(args: argparse.Namespace, comparison, chart: Path | None) -> None:
+    """`pricer compare`'s chart and summary, written once the verdict is printed."""
+    verdict = comparison.verdict
     if chart:
         from pricer.baselines import read_baseline
         from pricer.charts import moved_chart
@@ -228,7 +245,6 @@ def run_compare(args: argparse.Namespace) -> int:
                               chart=chart, notes=comparison.notes)
         append_document(args.summary, document([block], heading=f"pricer compare: {markdown_text(args.run_file)}"))
         print(f"summary appended to {args.summary}")
-    return comparison.exit_code
 
 
 def run_eval(args: argparse.Namespace) -> int:

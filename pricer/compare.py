@@ -144,6 +144,9 @@ def _row(line: str, *, where: str) -> tuple[int, Prediction]:
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected an object like {{\"index\": 1, \"guess\": 12.99}}, found {line.strip()[:40]!r}")
     index = row.get("index")
+    if isinstance(index, float) and index.is_integer() and index >= 1:  # 5.0: a whole number, written as a float
+        raise DataError(f"{where}: field 'index': {index!r} is a JSON float (it has a decimal point); write the "
+                        f"index as a whole number, {int(index)}")
     if not isinstance(index, int) or isinstance(index, bool) or index < 1:
         raise DataError(f"{where}: field 'index': {index!r} is not a positive whole number")
     guess = row.get("guess")

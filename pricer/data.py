@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -179,6 +180,17 @@ def _refuse_wrapped_rows(file: Path) -> None:
                         "(JSON Lines)")
 
 
+def _refuse_odd_split_file(path: Path, split: str) -> None:
+    """A split's file that is not a regular file (a dangling link, a folder, a FIFO) is named as what it is: passed
+    over, the split would seem missing ("unknown split"), and a FIFO is never opened, which would block."""
+    from pricer.files import kind
+
+    for candidate in sorted(path.glob(f"{glob.escape(split)}.*")):
+        if candidate.suffix.lower() in LOCAL_FORMATS and not candidate.is_file():
+            raise DataError(f"{candidate}: {kind(candidate)}, not a data file; the {split!r} split is read from a "
+                            "regular file of rows")
+
+
 def _read_folder(path: Path, split: str):  # -> tuple[datasets.Dataset, str]
     import datasets
 
@@ -186,6 +198,7 @@ def _read_folder(path: Path, split: str):  # -> tuple[datasets.Dataset, str]
         return _read_saved(path, split)
     data_files = sorted(p for p in path.rglob("*") if p.suffix.lower() in LOCAL_FORMATS and p.is_file()
                         and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    _refuse_odd_split_file(path, split)
     if not data_files:
         raise DataError(f"{path}: not a dataset folder: it holds no {', '.join(LOCAL_FORMATS)} files")
     try:

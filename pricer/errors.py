@@ -23,3 +23,8 @@ class BaselineError(PricerError):
 
 class HistoryError(PricerError):
     """A benchmark run or accuracy history file that is unreadable, foreign or cannot be appended to."""
+
+
+class OutputError(PricerError, OSError):
+    """An output (baseline, history, summary, chart, saved run) that cannot be written: names the path and the
+    cause. An OSError too, so code that guards a write against the file system still catches it."""

@@ -4,6 +4,7 @@ default and help. Both entry points build their parsers from this table, and ref
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,11 @@ class Option:
 
     def parser(self, surface: Surface) -> Callable[[str], Any] | None:
         """The parser its values pass where given; the plugin checks a relative path later, against the ini file."""
-        if self.parse is None or (surface is PLUGIN and self.relative):
+        if self.metavar is None:
             return None
-        return self.parse(surface.flag(self))
+        flag = surface.flag(self)
+        plain = self.parse is None or (surface is PLUGIN and self.relative)
+        return options.non_empty(flag, str if plain else self.parse(flag))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,7 +216,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="save_runs", plugin="--pricer-save-runs", metavar="DIR", parse=options.folder, relative=True,
            example="runs", help="store each width's run in DIR (relative to the ini file; the baseline format) for "
            "`pricer ladder DIR...` over CI jobs that gate one width each"),
-    Option(name="summary", plugin="--pricer-summary", metavar="PATH", parse=options.output_file, relative=True,
+    Option(name="summary", plugin="--pricer-summary", metavar="PATH", parse=options.summary_file, relative=True,
            help="append the gate's verdicts as Markdown to this file (relative to the ini file), e.g. "
            "\"$GITHUB_STEP_SUMMARY\": per width the measures, the items that moved most, the chart and the accepting "
            "command"),
@@ -287,7 +290,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="no_chart", cli="--no-chart", commands=("history", "results"), help="print the table only"),
     Option(name="cross_class", cli="--cross-class", commands=("compare",), help="RUN was made on another hardware "
            "class on purpose: use the cross-class rule (found by itself when RUN is a baseline of another class)"),
-    Option(name="compare_summary", cli="--summary", commands=("compare",), metavar="PATH", parse=options.output_file,
+    Option(name="compare_summary", cli="--summary", commands=("compare",), metavar="PATH", parse=options.summary_file,
            help="append the verdict as Markdown to this file, e.g. \"$GITHUB_STEP_SUMMARY\""),
     Option(name="compare_chart", cli="--chart", commands=("compare",), metavar="PATH", parse=options.output_file,
            help="draw what moved, each item's baseline guess against RUN's (.png, .svg, .pdf)"),
@@ -362,6 +365,47 @@ def refuse_ignored(surface: Surface, *, given: Mapping[str, Any], predictor: str
     if split is not None and single_file(source):
         raise OptionError(f"{flag('split')} {split}: {source} is a single file, which is one split; {flag('split')} "
                           f"picks a split of {surface.split_of}")
+
+
+# Parsers of numbers, each with an example: their ini keys take TOML numbers as well as text (pricer_n = 250).
+NUMBER_PARSERS = {options.positive_int: 8, options.non_negative_float: 100, options.share: 0.05, options.budget: 1,
+                  options.factor: 10, options.positive_float: 0.001, options.significance: 0.05}
+_TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+
+
+def ini_text(option: Option, raw: Any, *, where: object) -> str | None:
+    """An ini key's value, as read from the file (TOML's own types in a .toml file), as the text its parser takes;
+    None when unset. The one place ini values are typed: numbers for number keys, lists for list keys, text for all;
+    any other type, or an empty value, is refused naming the key, the type and an example."""
+    key = option.ini
+    if raw is None:
+        return None
+    if isinstance(raw, list) and option.ini_list:
+        parts = [ini_text(option, part, where=where) for part in raw]
+        return ",".join(part.strip() for part in parts if part is not None)
+    numeric = option.ini_list or option.parse in NUMBER_PARSERS
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and numeric:
+        return str(raw)
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise OptionError(f"{where}: ini {key} is empty; give it a value, e.g. {_ini_example(option)}, or remove "
+                              "the key to take the default")
+        # An ini file's list is one value per line: pricer_bits =\n  4\n  8
+        return ",".join(line.strip() for line in raw.splitlines() if line.strip()) if option.ini_list else raw
+    kind = _TOML_TYPES.get(type(raw), type(raw).__name__)
+    takes = "a number" if numeric else "text in quotes"
+    shown = json.dumps(raw) if isinstance(raw, bool) else repr(raw)  # as TOML writes a boolean: true, not True
+    raise OptionError(f"{where}: ini {key} = {shown} is a TOML {kind}; {key} takes {takes}"
+                      f"{' or a list of them' if option.ini_list else ''}, e.g. {_ini_example(option)}")
+
+
+def _ini_example(option: Option) -> str:
+    value = option.example if option.example is not None else option.default
+    if option.ini_list and isinstance(value, tuple):
+        return f"{option.ini} = [{', '.join(map(str, value))}]"
+    if option.parse in NUMBER_PARSERS:
+        return f"{option.ini} = {value if isinstance(value, (int, float)) else NUMBER_PARSERS[option.parse]}"
+    return f'{option.ini} = "{option.metavar if value is None else value}"'
 
 
 def _either(words: list[str]) -> str:

@@ -6,6 +6,7 @@ import argparse
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pricer.widths import BITS
 
@@ -89,7 +90,10 @@ def factor(option: str) -> Callable[[str], float]:
     """A multiple above 1, e.g. 10 (or 10x)."""
 
     def parse(value: str) -> float:
-        number = positive_float(option)(str(value).strip().removesuffix("x"))
+        try:
+            number = positive_float(option)(str(value).strip().removesuffix("x"))
+        except argparse.ArgumentTypeError:  # quoting the value as given, not what is left without its "x"
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is not a number above 1, e.g. 10 or 10x") from None
         if number <= 1:
             raise argparse.ArgumentTypeError(f"{option}: {value!r} must be above 1, e.g. 10")
         return number
@@ -186,18 +190,50 @@ def folder(option: str) -> Callable[[str], Path]:
 
 
 def output_file(option: str) -> Callable[[str], Path]:
-    """A file to write: refused when it is a folder, or a folder above it is a file."""
+    """A file to write: refused when it is a folder, a disk, a socket or a dangling link, or a folder above it is a
+    file. A stream (/dev/null, /dev/stdout, a FIFO) is written as it is."""
 
     def parse(value: str) -> Path:
+        from pricer.files import output_problem
+
         path = Path(value).expanduser()
         if path.is_dir():
             raise argparse.ArgumentTypeError(f"{option}: {value!r} is a folder; name a file in it")
-        blocking = _first_existing(path.parent)
-        if not blocking.is_dir():
-            raise argparse.ArgumentTypeError(f"{option}: {value!r} is inside {blocking}, which is a file")
+        problem = output_problem(path)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is {problem}")
         return path
 
     return parse
+
+
+def summary_file(option: str) -> Callable[[str], Path]:
+    """A Markdown file to append to: as output_file, and refused when it exists and is another program's file."""
+
+    def parse(value: str) -> Path:
+        from pricer.files import append_problem
+
+        path = output_file(option)(value)
+        problem = append_problem(path)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is {problem}")
+        return path
+
+    return parse
+
+
+def non_empty(option: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse`, refusing an empty value: `--pricer-summary="$GITHUB_STEP_SUMMARY"` with the variable unset must not
+    quietly mean the default."""
+
+    def parse_given(value: str) -> Any:
+        if not str(value).strip():
+            raise argparse.ArgumentTypeError(
+                f"{option}: an empty value {value!r}; give one, or leave {option} out (a shell turns an unset "
+                "environment variable, such as $GITHUB_STEP_SUMMARY outside GitHub Actions, into an empty value)")
+        return parse(value)
+
+    return parse_given
 
 
 def _first_existing(path: Path) -> Path:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import configparser
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pricer.errors import OptionError
 
 # pytest's ini files in its own order of precedence, with the section each must hold to count.
-INI_FILES = (("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", None), ("tox.ini", "pytest"),
-             ("setup.cfg", "tool:pytest"))
+INI_FILES = (("pytest.toml", "pytest"), (".pytest.toml", "pytest"), ("pytest.ini", "pytest"), (".pytest.ini", "pytest"),
+             ("pyproject.toml", None), ("tox.ini", "pytest"), ("setup.cfg", "tool:pytest"))
 
 
 def ini_file(start: Path) -> Path | None:
@@ -34,25 +35,31 @@ def project_root(start: Path) -> Path:
     return found.parent if found else Path(start).resolve()
 
 
-def ini_value(path: Path | None, key: str) -> str | None:
-    """A pytest ini key's value from that file (e.g. pricer_history), as text; None when unset or unreadable."""
+def ini_value(path: Path | None, key: str) -> Any:
+    """A pytest ini key's value from that file (e.g. pricer_history) as the file holds it (TOML's own types in a
+    .toml file: option_table.ini_text types it); None when unset or unreadable."""
     if path is None:
         return None
-    section = _ini_section(path, dict(INI_FILES)[path.name])
-    value = None if section is None else section.get(key)
-    return None if value is None or value == "" else str(value)
+    section = _ini_section(path, dict(INI_FILES).get(path.name))
+    return None if section is None else section.get(key)
 
 
 def ini_settings(path: Path) -> dict:
     """The pytest section of an ini file found by ini_file (key -> value as read); empty when it sets nothing."""
-    return _ini_section(path, dict(INI_FILES)[path.name]) or {}
+    return _ini_section(path, dict(INI_FILES).get(path.name)) or {}  # `-c other.toml`: read as a pyproject.toml
 
 
 def _ini_section(path: Path, section: str | None) -> dict | None:
     try:
-        if path.name == "pyproject.toml":
+        if path.suffix == ".toml":
             with path.open("rb") as handle:
-                return tomllib.load(handle).get("tool", {}).get("pytest", {}).get("ini_options")
+                found = tomllib.load(handle)
+            if section is not None:  # pytest.toml: a [pytest] table
+                return found.get(section)
+            # [tool.pytest.ini_options], or pytest 9's native [tool.pytest] table (pytest refuses both at once).
+            tool = found.get("tool", {}).get("pytest", {})
+            native = {key: value for key, value in tool.items() if key != "ini_options"}
+            return tool.get("ini_options", native or None)
     except tomllib.TOMLDecodeError as exc:
         # Passed over, the project would seem to have no settings, and a command would find nothing to show.
         raise OptionError(f"{path}: not valid TOML ({exc}); pytest cannot read it either") from None

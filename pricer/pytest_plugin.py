@@ -30,6 +30,10 @@ HISTORY_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the summary,
 SUMMARIES_KEY = pytest.StashKey[dict[str, str]]()  # width -> its Markdown block, for --pricer-summary
 SUMMARY_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the terminal, whether it is an error)
 CPU_THREADS_KEY = pytest.StashKey["CpuThreads"]()  # how torch's CPU threads wait, and how many
+OUTPUT_NOTES_KEY = pytest.StashKey[list[str]]()  # outputs that could not be written, one line each
+# The exit code of a run whose verdicts all passed but whose output (summary, history, saved run) could not be
+# written: pytest's 3, not the 1 of a failing verdict.
+OUTPUT_BROKEN = pytest.ExitCode.INTERNAL_ERROR
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -110,13 +114,12 @@ def _value(config: pytest.Config, option: Option) -> Any:
     value = config.getoption(ini)
     if value is not None:
         return value
-    raw = config.getini(ini)
-    if raw in (None, "", []):
+    try:
+        raw = option_table.ini_text(option, _ini_raw(config, ini), where=config.inipath)
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if raw is None:
         return option.default
-    if isinstance(raw, list):
-        if not option.ini_list:
-            raise pytest.UsageError(f"ini {ini}: takes one value, not a list ({raw!r})")
-        raw = ",".join(str(part).strip() for part in raw)
     if ini in PATH_KEYS and raw.strip().lower() in SWITCH_WORDS:
         raise pytest.UsageError(f"ini {ini}: {raw!r} is a switch, not a path; name a file or folder "
                                 f"(relative to the ini file), e.g. {ini} = \"{option.example or 'NAME'}\"")
@@ -125,6 +128,27 @@ def _value(config: pytest.Config, option: Option) -> Any:
         return parse(raw) if parse else raw
     except argparse.ArgumentTypeError as exc:
         raise pytest.UsageError(f"ini {ini}: {exc}") from None
+
+
+def _ini_raw(config: pytest.Config, key: str) -> Any:
+    """An ini key's value as written: TOML's own type in a .toml file (pytest turns [tool.pytest.ini_options] values
+    into text, so `pricer_summary = 1` would name a file "1"), text in an ini file or -o; None when unset."""
+    from pricer.project import ini_settings
+
+    for override in reversed(config.getoption("override_ini", None) or ()):
+        name, _, value = override.partition("=")
+        if name.strip() == key:
+            return value
+    held = getattr(config, "_inicfg", None)  # pytest 9: key -> ConfigValue; pytest 8: config.inicfg, key -> text
+    held = held if held is not None else config.inicfg
+    if key not in held:
+        return None
+    value = getattr(held[key], "value", held[key])
+    if getattr(held[key], "mode", None) == "toml":  # pytest 9's [tool.pytest] or pytest.toml: TOML's own types
+        return value
+    if config.inipath is not None and config.inipath.suffix == ".toml":  # [tool.pytest.ini_options], made text
+        return ini_settings(config.inipath).get(key, value)
+    return value
 
 
 def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
@@ -139,6 +163,9 @@ def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
     update = config.getoption("update_baselines")
     if update and not (v["reason"] or "").strip():
         raise pytest.UsageError("--update-baselines needs --pricer-reason 'why the baselines move'")
+    if config.getoption("pricer_reason") is not None and not update:
+        raise pytest.UsageError("--pricer-reason says why --update-baselines rewrites the baselines; without "
+                                "--update-baselines nothing is rewritten: add it, or leave --pricer-reason out")
     if v["against"] and update:
         raise pytest.UsageError(f"--pricer-against {v['against']} judges a gate against a branch's baselines; "
                                 "--update-baselines judges the run against the baseline it replaces: give one")
@@ -222,7 +249,7 @@ def _refuse_ignored(config: pytest.Config, v: dict[str, Any]) -> None:
     # which no run on a single file can use.
     given = {option.name: v[option.name] for option in OPTIONS
              if option.ini and config.getoption(option.ini) is not None}
-    if config.getini("pricer_split") not in (None, ""):
+    if _ini_raw(config, "pricer_split") is not None:
         given["split"] = v["split"]
     try:
         for option in OPTIONS:
@@ -426,20 +453,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if SESSION_KEY in config.stash and workers.finish(config, config.stash[SESSION_KEY]):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # under xdist no test gates the ladder: the controller does
     if not _append_summary(config):
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        _output_broken(session)
+    for line in workers.output_problems(config):  # saved runs that could not be written, here or in a worker
+        config.stash.setdefault(OUTPUT_NOTES_KEY, []).append(line)
+        _output_broken(session)
     path = _option(config, "pricer_history")
     # Under xdist the controller appends every worker's widths at once: workers never write the history.
     if not path or workers.worker_id(config) or SESSION_KEY not in config.stash or not config.stash[VERDICTS_KEY]:
         return
-    from pricer.errors import PricerError
     from pricer.accuracy_history import record_session
+    from pricer.errors import OutputError, PricerError
 
     eval_run = config.stash[SESSION_KEY]
     try:
         config.stash[HISTORY_NOTE_KEY] = (record_session(eval_run.root / path, eval_run, config.stash[VERDICTS_KEY]), False)
-    except PricerError as exc:
+    except OutputError as exc:  # permissions, a full disk, a read-only file system: the verdicts stand
+        config.stash[HISTORY_NOTE_KEY] = (str(exc), True)
+        _output_broken(session)
+    except PricerError as exc:  # a history that is not ours to append to
         config.stash[HISTORY_NOTE_KEY] = (str(exc), True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _output_broken(session: pytest.Session) -> None:
+    """A passing run whose output could not be written exits OUTPUT_BROKEN, not as a failing verdict would."""
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = OUTPUT_BROKEN
 
 
 def _append_summary(config: pytest.Config) -> bool:
@@ -459,8 +498,8 @@ def _append_summary(config: pytest.Config) -> bool:
     target = eval_run.root / Path(path).expanduser()
     try:
         append_document(target, text)
-    except OSError as exc:
-        config.stash[SUMMARY_NOTE_KEY] = (f"{target}: cannot append the summary ({exc.strerror or exc})", True)
+    except OSError as exc:  # OutputError names the file and the cause
+        config.stash[SUMMARY_NOTE_KEY] = (f"cannot append the summary: {exc}", True)
         return False
     config.stash[SUMMARY_NOTE_KEY] = (f"summary appended to {target}", False)
     return True
@@ -493,3 +532,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if SUMMARY_NOTE_KEY in config.stash:
         note, failed = config.stash[SUMMARY_NOTE_KEY]
         terminalreporter.line(note, red=failed)
+    for note in config.stash.get(OUTPUT_NOTES_KEY, ()):
+        terminalreporter.line(note, red=True)

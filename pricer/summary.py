@@ -135,18 +135,11 @@ def session_document(*, model: str, widths: Sequence[str], outcomes: Sequence[Ou
 
 
 def append_document(path: Path, text: str) -> None:
-    """Append a document to a Markdown file in one write, a blank line after what the file held."""
-    from pricer.files import append_text
+    """Append a document to a Markdown file in one write, a blank line after what the file held (a stream, such as
+    /dev/stdout, is never read back). OutputError names a file that is not ours or cannot be written."""
+    from pricer.files import append_text, tail_bytes
 
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - 2))
-            end = handle.read()
-    except FileNotFoundError:
-        end = b""
+    end = tail_bytes(path, 2)
     gap = "" if not end or end.endswith(b"\n\n") else ("\n" if end.endswith(b"\n") else "\n\n")
     append_text(path, gap + text)
 

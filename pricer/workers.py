@@ -178,6 +178,7 @@ class Relay:
         self._outcomes = self._used = self._loads = 0
         self._runs: set[str] = set()
         self._sent_verdicts: set[str] = set()
+        self.problems: list[str] = []  # outputs that could not be written, one line each
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
@@ -194,12 +195,10 @@ class Relay:
         loads."""
         runs = [w for w in session.runs if w not in self._runs]
         self._runs.update(runs)
-        if self.save_runs is not None:
-            for w in runs:
-                session.save_run(self.save_runs, w)
+        problems = self._save(session, runs)
         if self.worker is None:
             return {}
-        payload: dict[str, Any] = {}
+        payload: dict[str, Any] = {"problems": problems} if problems else {}
         if runs:
             payload["runs"] = {w: run_payload(session.run(w), session.fingerprint(w)) for w in runs}
         if outcomes := session.gates.outcomes[self._outcomes:]:
@@ -220,6 +219,20 @@ class Relay:
             payload["worker"] = self.worker
         return payload
 
+    def _save(self, session: EvalSession, runs: list[str]) -> list[str]:
+        """Store the new runs (--pricer-save-runs); a run that cannot be written is one line for the end of the
+        session, never a traceback in a hook (an INTERNALERROR under xdist)."""
+        from pricer.errors import OutputError
+
+        problems = []
+        for w in runs if self.save_runs is not None else ():
+            try:
+                session.save_run(self.save_runs, w)
+            except OutputError as exc:
+                problems.append(f"--pricer-save-runs: {exc}")
+        self.problems.extend(problems)
+        return problems
+
 
 class Controller:
     """The xdist controller's side: hands each worker the GPUs to pick from, and puts what workers relay into its
@@ -230,6 +243,7 @@ class Controller:
         self._session, self.verdicts, self.settings = session, verdicts, settings
         self.summaries = {} if summaries is None else summaries  # width -> the Markdown block its worker rendered
         self.loads: dict[str, list[str]] = {}  # worker -> the widths whose models it loaded
+        self.problems: list[str] = []  # outputs the workers could not write, one line each
         self._gpus: list[str] | None = None
 
     @pytest.hookimpl(optionalhook=True)
@@ -257,6 +271,7 @@ class Controller:
                                       for width, path, text, passed in payload.get("outcomes", ())],
                             used=[Path(p) for p in payload.get("used", ())])
         self.verdicts.update(payload.get("verdicts", {}))
+        self.problems.extend(payload.get("problems", ()))
         self.summaries.update(payload.get("summaries", {}))
         for width, count in payload.get("loads", {}).items():
             self.loads.setdefault(payload["worker"], []).extend([width] * count)
@@ -337,6 +352,14 @@ def finish(config: pytest.Config, session: EvalSession) -> bool:
     lines = ladder_lines(session.ladder(run_missing=False))
     config.stash[LADDER_KEY] = lines
     return controller is not None and any(failed for _, failed in lines)
+
+
+def output_problems(config: pytest.Config) -> list[str]:
+    """Outputs this session could not write (saved runs), in this process or relayed by the workers."""
+    if worker_id(config) is not None:
+        return []  # relayed to the controller, which reports them
+    found = [config.pluginmanager.get_plugin(name) for name in ("pricer-relay", "pricer-controller")]
+    return [line for plugin in found if plugin is not None for line in plugin.problems]
 
 
 def summary_lines(config: pytest.Config) -> tuple[tuple[str, bool], ...]:

@@ -106,12 +106,14 @@ def test_bits_pinned_as_a_toml_list_are_gated(pytester: pytest.Pytester) -> None
 def test_a_toml_list_for_a_single_value_key_is_a_usage_error(pytester: pytest.Pytester) -> None:
     # pytest 9 warns plugin authors of a list in a text key; the user gets pricer's error
     line = usage_error(pytester, "-W", "ignore:Passing a value that is not a string", toml='pricer_n = ["4", "8"]\n')
-    assert line == "ERROR: ini pricer_n: takes one value, not a list (['4', '8'])"
+    assert line == (f"ERROR: {pytester.path / 'pyproject.toml'}: ini pricer_n = ['4', '8'] is a TOML array; pricer_n "
+                    "takes a number, e.g. pricer_n = 250")
 
 
 def test_a_switch_for_a_path_key_is_a_usage_error_not_a_file_named_true(pytester: pytest.Pytester) -> None:
     line = usage_error(pytester, toml="pricer_history = true\n")
-    assert line.startswith("ERROR: ini pricer_history: 'True' is a switch, not a path; name a file or folder")
+    assert line == (f"ERROR: {pytester.path / 'pyproject.toml'}: ini pricer_history = true is a TOML boolean; "
+                    'pricer_history takes text in quotes, e.g. pricer_history = ".benchmarks/pricer-accuracy.jsonl"')
     assert not (pytester.path / "True").exists()
 
 

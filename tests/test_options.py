@@ -178,3 +178,20 @@ def test_each_name_and_flag_is_one_row() -> None:
         flags = [option.cli for option in OPTIONS if command in option.commands]
         assert len(flags) == len(set(flags)), command
     assert all(option.ini.startswith("pricer_") for option in OPTIONS if option.ini)
+
+
+@pytest.mark.parametrize("value", ["x", "xx", "ten x"])
+def test_a_factor_that_is_not_a_number_is_quoted_as_given(value, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "baseline.json", "run.jsonl", f"--tail-factor={value}"])
+
+    assert f"--tail-factor: {value!r} is not a number above 1, e.g. 10 or 10x" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [option for option in OPTIONS if option.ini], ids=lambda option: option.ini)
+def test_every_ini_key_refuses_a_toml_table_naming_key_type_and_an_example(option) -> None:
+    from pricer.option_table import ini_text
+
+    with pytest.raises(OptionError, match=rf"^pyproject\.toml: ini {option.ini} = \{{'x': 1\}} is a TOML table; "
+                                          rf"{option.ini} takes .*, e\.g\. {option.ini} = \S"):
+        ini_text(option, {"x": 1}, where="pyproject.toml")
