@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pricer.baselines import Baseline, read_baseline, write_baseline
-from pricer.errors import BaselineError, OptionError
+from pricer.errors import BaselineError, OptionError, PricerError
 from pricer.gate import Detectable, Verdict, compare, detectable
 from pricer.options import without
 from pricer.references import anchor_label, replaced_what, verdict_word, with_references
@@ -111,7 +111,11 @@ class WidthGates:
             self._fail(width, BaselineError(self._missing_text(width, path)))
         run = self.session.run(width)
         if settings.update:
-            self._fail(width, BaselineError(self._rewrite(width, path, previous=stored)))
+            try:
+                text = self._rewrite(width, path, previous=stored)
+            except PricerError as exc:  # refused as worse, or the file could not be written: in the summary too
+                self._fail(width, exc)
+            self._fail(width, BaselineError(text))
         verdict = self._judge(width, stored)
         references = []
         if committed is not None and not committed.unchanged:
