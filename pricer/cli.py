@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pricer import cpu_threads
+from pricer import cpu_threads, options
 from pricer.data import DataSpec, load_items, refuse_single_file, resolve_source
 from pricer.errors import OptionError, PricerError
 from pricer.evaluate import RunResult, evaluate
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in (_eval_command, _history_command, _finetune_command, _results_command, _compare_command,
-                        _ladder_command):
+                        _accept_command, _power_command, _ladder_command):
         add_command(commands)
     return parser
 
@@ -99,6 +99,35 @@ def _compare_command(commands: argparse._SubParsersAction) -> None:
     cmp.add_argument("run_file", type=Path, metavar="RUN", help="a baseline-format file or JSON Lines of guesses")
     _add_options(cmp, "compare")
     cmp.set_defaults(run=run_compare)
+
+
+def _accept_command(commands: argparse._SubParsersAction) -> None:
+    acc = commands.add_parser(
+        "accept",
+        help="make a saved run the baseline, with a reason, keeping the old one in its history",
+        description="Replace BASELINE with RUN (a baseline-format file: pytest --pricer-save-runs, pricer eval "
+        "--save-run), as --update-baselines does: the replaced baseline's metrics, date and reason stay in the "
+        "history. Commit the file to make it the new reference.",
+    )
+    acc.add_argument("baseline", type=Path, metavar="BASELINE", help="the stored baseline to replace")
+    acc.add_argument("run_file", type=Path, metavar="RUN", help="a baseline-format run")
+    acc.add_argument("--reason", required=True, metavar="TEXT", help="why the baseline moves (kept in its history)")
+    acc.set_defaults(run=run_accept)
+
+
+def _power_command(commands: argparse._SubParsersAction) -> None:
+    power = commands.add_parser(
+        "power",
+        help="how many items do I need? what a baseline's gate can detect, and the n to detect a chosen worsening",
+        description="For each measure the gate tests, print the smallest worsening it detects (at 80%% power) with "
+        "BASELINE's items, and how many items it would need to detect --worse. Computed from the baseline's own "
+        "spread, as the gate does before it runs.",
+    )
+    power.add_argument("baseline", type=Path, metavar="BASELINE", help="a stored baseline file")
+    power.add_argument("--worse", type=options.share("--worse"), default=0.10, metavar="SHARE",
+                       help="the worsening to detect, as a share of the measure's level: 0.1 or 10%%. Default: 10%%")
+    _add_options(power, "compare")
+    power.set_defaults(run=run_power)
 
 
 def _ladder_command(commands: argparse._SubParsersAction) -> None:
@@ -229,6 +258,28 @@ def run_compare(args: argparse.Namespace) -> int:
         append_document(args.summary, document([block], heading=f"pricer compare: {markdown_text(args.run_file)}"))
         print(f"summary appended to {args.summary}")
     return comparison.exit_code
+
+
+def run_accept(args: argparse.Namespace) -> int:
+    from pricer.compare import accept_run
+
+    if not args.reason.strip():
+        raise OptionError("--reason: say why the baseline moves; it is kept in the baseline's history")
+    previous = accept_run(args.baseline, args.run_file, reason=args.reason)
+    print(f"{previous.path}: baseline replaced by {args.run_file} (Error ${previous.metrics['error']:,.2f} before), "
+          f"reason: {args.reason.strip()}; commit it")
+    return 0
+
+
+def run_power(args: argparse.Namespace) -> int:
+    from pricer.baselines import read_baseline
+    from pricer.gate import GateConfig
+    from pricer.power import power_lines
+
+    config = GateConfig(**{o.gate: getattr(args, o.name) for o in OPTIONS if o.gate and "compare" in o.commands})
+    for line in power_lines(read_baseline(args.baseline), config, worse=args.worse):
+        print(line)
+    return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -473,6 +473,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.line(outcome.text, red=not outcome.passed, green=outcome.passed)
     for line, failed in workers.summary_lines(config):
         terminalreporter.line(line, red=failed)
+    if accept := session.gates.accept_all():
+        terminalreporter.line(f"if these changes are intended, accept every width at once with:\n  {accept}", red=True)
     folder = session.home.path("x").parent  # this model's baselines of this hardware class
     unused = unused_baselines(folder, session.gates.used_baselines)
     if unused and not session.settings.predictor:

@@ -191,7 +191,7 @@ def test_missing_baseline_of_another_class_never_prints_a_command_naming_that_cl
     first, command = str(raised.value).splitlines()[:2]
     assert first.endswith("cuda-float16/4bit.json: baseline not found; a cuda-float16 baseline is made on a "
                           "cuda-float16 machine, with:")
-    assert command == ("  pytest -m eval --pricer-n 4 --pricer-bits 4 --update-baselines --pricer-reason "
+    assert command == ("  pytest -m eval --pricer-n 4 --pricer-bits=4 --update-baselines --pricer-reason "
                        "'first baseline'")
 
 
