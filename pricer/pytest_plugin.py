@@ -459,7 +459,7 @@ def _append_summary(config: pytest.Config) -> bool:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if HISTORY_NOTE_KEY in config.stash:
         note, failed = config.stash[HISTORY_NOTE_KEY]
-        terminalreporter.section("pricer history")
+        terminalreporter.write_sep("=", "pricer history")  # not section(): see the "pricer gate" one
         terminalreporter.line(note, red=failed)
     if SESSION_KEY not in config.stash:
         return
@@ -468,7 +468,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     from pricer.baselines import unused_baselines
 
-    terminalreporter.section("pricer gate")
+    # write_sep, as pytest's own sections: it ends the progress line first. section() leaves that line "open", so
+    # pytest closed it with a blank line before its last line, or not when another plugin's section came first.
+    terminalreporter.write_sep("=", "pricer gate")
     for outcome in session.gates.outcomes:
         terminalreporter.line(outcome.text, red=not outcome.passed, green=outcome.passed)
     for line, failed in workers.summary_lines(config):
