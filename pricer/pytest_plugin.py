@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pricer import option_table, options, workers
+from pricer.benchmark_runs import absent_storage, remove_unused_storage
 from pricer.errors import OptionError
 from pricer.option_table import DEFAULT_CHARTS, PLUGIN, Option
 
@@ -30,6 +31,7 @@ HISTORY_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the summary,
 SUMMARIES_KEY = pytest.StashKey[dict[str, str]]()  # width -> its Markdown block, for --pricer-summary
 SUMMARY_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the terminal, whether it is an error)
 CPU_THREADS_KEY = pytest.StashKey["CpuThreads"]()  # how torch's CPU threads wait, and how many
+BENCH_STORAGE_KEY = pytest.StashKey["Path | None"]()  # pytest-benchmark's folder, while it did not exist yet
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,6 +49,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # The earliest hook a plugin gets: before conftests and test modules can import torch, whose OpenMP runtime
     # reads its wait policy from the environment once, when it loads. xdist workers inherit the environment.
     early_config.stash[CPU_THREADS_KEY] = workers.set_cpu_threads()
+    early_config.stash[BENCH_STORAGE_KEY] = absent_storage(early_config.invocation_params.dir)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    remove_unused_storage(config.stash.get(BENCH_STORAGE_KEY, None),
+                          storage=config.getoption("benchmark_storage", None))
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
