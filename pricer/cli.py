@@ -15,6 +15,7 @@ from pricer.errors import OptionError, PricerError
 from pricer.evaluate import RunResult, evaluate
 from pricer.option_table import CLI, OPTION, OPTIONS, arguments, refuse_ignored
 from pricer.report import METRICS_HEADERS, format_table, metrics_row, print_report
+from pricer.session import run_fields
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,16 +288,23 @@ def run_eval(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in CLI.watched if getattr(args, name, None) is not None}
     refuse_ignored(CLI, given=given, predictor=args.predictor, source=source)
     split = args.split or OPTION["split"].default_in(CLI)
-    items = load_items(DataSpec(source=source, split=split, n=args.n, template=args.template))
+    spec = DataSpec(source=source, split=split, n=args.n, template=args.template)
+    items = load_items(spec)
     if args.predictor:
         from pricer.classic import train_classic
+        from pricer.data import items_digest
 
         refuse_single_file(source, option=f"--predictor {args.predictor}", data_option="--data", split=args.train_split)
         train = load_items(DataSpec(source=source, split=args.train_split, n=None, template=args.template))
         results = [evaluate(train_classic(args.predictor, train), items)]
+        fields = [{"predictor": args.predictor, "train_sha256": items_digest(train)}]
         _show(results[0], args)
     else:
-        results = [_run_llm(args, bits, items) for bits in args.bits or OPTION["bits"].default_in(CLI)]
+        widths = args.bits or OPTION["bits"].default_in(CLI)
+        runs = [_run_llm(args, bits, items) for bits in widths]
+        results, fields = [run for run, _ in runs], [{**found, "width": f"{bits}bit"} for (_, found), bits in zip(runs, widths)]
+    if args.save_run:
+        _save_runs(args.save_run, results, [{**run_fields(items, spec), **own} for own in fields])
     if len(results) > 1:
         print()
         print(format_table(METRICS_HEADERS + ["s/item"], [metrics_row(r.name, r.metrics) + [f"{r.seconds_per_item:.3f}"] for r in results]))
@@ -310,17 +318,34 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_llm(args: argparse.Namespace, bits: int, items) -> RunResult:
+def _run_llm(args: argparse.Namespace, bits: int, items) -> tuple[RunResult, dict[str, Any]]:
     from pricer.models import load_model
     from pricer.predict import LLMPredictor
 
+    from pricer.fingerprint import llm_fields
+
     loaded = load_model(args.model, bits=bits, adapter=args.adapter, device=args.device)
     try:
-        result = evaluate(LLMPredictor(loaded, batch_size=args.batch_size, token_budget=args.token_budget), items)
+        predictor = LLMPredictor(loaded, batch_size=args.batch_size, token_budget=args.token_budget)
+        result = evaluate(predictor, items)
+        fields = llm_fields(loaded, predictor.policy.to_dict())
     finally:
         loaded.close()
     _show(result, args)
-    return result
+    return result, fields
+
+
+def _save_runs(path: Path, results: Sequence[RunResult], fields: Sequence[Mapping[str, Any]]) -> None:
+    """Each run in the baseline format, as pytest --pricer-save-runs stores it; several go to PATH-<width>.json."""
+    from pricer.baselines import write_baseline
+    from pricer.fingerprint import split_fields
+
+    for result, flat in zip(results, fields):
+        width = flat.pop("width", None)
+        target = path if len(results) == 1 else path.with_name(f"{path.stem}-{width}{path.suffix}")
+        write_baseline(target, run=result, fingerprint=split_fields(flat), reason="run saved by pricer eval --save-run",
+                       previous=None)
+        print(f"run saved to {target}")
 
 
 def _show(result: RunResult, args: argparse.Namespace) -> None:

@@ -1,4 +1,5 @@
-"""`pricer power` (how many items a gate needs) and `pricer accept` (a saved run becomes the baseline, with a reason)."""
+"""Runs outside pytest: `pricer eval --save-run` stores one, `pricer compare` judges it, `pricer accept` makes it the
+baseline with a reason, and `pricer power` says how many items a gate needs."""
 
 from __future__ import annotations
 
@@ -63,3 +64,15 @@ def test_accept_refuses_guesses_without_a_fingerprint(tmp_path, capsys) -> None:
 
     assert code == 2
     assert "has no fingerprint, so it cannot become a baseline" in capsys.readouterr().err
+
+
+def test_eval_saves_its_run_for_compare_and_accept(tmp_path, capsys, data_dir) -> None:
+    saved = tmp_path / "run.json"
+
+    code = main(["eval", "--predictor", "constant", f"--data={data_dir}", "--n", "30", "--quiet", "--no-charts",
+                 "--save-run", str(saved)])
+
+    assert code == 0, capsys.readouterr().err
+    run = read_baseline(saved)
+    assert len(run.items) == 30 and {**run.fingerprint.decisive, **run.fingerprint.context}["predictor"] == "constant"
+    assert main(["compare", str(saved), str(saved)]) == 0
