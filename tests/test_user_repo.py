@@ -7,6 +7,7 @@ each gate to seconds.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -48,8 +49,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "pricer", source / "pricer", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir",
-        str(work / "dist"), str(source))
+    # With the build backend at hand, no download; a Python whose venvs lack setuptools (3.12+) fetches it.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation, "--wheel-dir", str(work / "dist"),
+        str(source))
     (wheel,) = (work / "dist").glob("pricer-*.whl")
     env = work / "venv"
     venv.create(env, system_site_packages=True, with_pip=False)
