@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pricer.baselines import write_baseline
-from pricer.data import DataSpec, Item, items_digest, load_items, refuse_single_file
+from pricer.data import DataSpec, Item, identity_digest, items_digest, load_items, refuse_single_file
 from pricer.evaluate import RunResult, evaluate
 from pricer.fingerprint import Fingerprint, llm_fields, machine_info, split_fields
 from pricer.hardware import BaselineHome
@@ -21,7 +21,8 @@ from pricer.widths import bits_of
 def run_fields(items: list[Item], data: DataSpec) -> dict[str, Any]:
     """The fingerprint fields of any run on these items (the predictor adds its own): the items, prompt and machine."""
     return {
-        "data_sha256": items_digest(items),
+        "items_sha256": identity_digest(items),
+        "prompts_sha256": items_digest(items),
         "n": len(items),
         "prompt": data.template or "text column",
         "data": data.source if not Path(data.source).exists() else Path(data.source).name,
