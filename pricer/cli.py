@@ -233,10 +233,8 @@ def run_ladder(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     from pricer.compare import compare_files
-    from pricer.gate import GateConfig
 
-    config = GateConfig(**{o.gate: getattr(args, o.name) for o in OPTIONS if o.gate and "compare" in o.commands})
-    comparison = compare_files(args.baseline, args.run_file, config, cross_class=args.cross_class)
+    comparison = compare_files(args.baseline, args.run_file, _gate_config(args), cross_class=args.cross_class)
     for note in comparison.notes:
         print(note)
     verdict = comparison.verdict
@@ -261,6 +259,13 @@ def run_compare(args: argparse.Namespace) -> int:
     return comparison.exit_code
 
 
+def _gate_config(args: argparse.Namespace):  # -> pricer.gate.GateConfig
+    """The gate's settings from the options `pricer compare` (and `pricer power`) take."""
+    from pricer.gate import GateConfig
+
+    return GateConfig(**{o.gate: getattr(args, o.name) for o in OPTIONS if o.gate and "compare" in o.commands})
+
+
 def run_accept(args: argparse.Namespace) -> int:
     from pricer.compare import accept_run
 
@@ -274,11 +279,9 @@ def run_accept(args: argparse.Namespace) -> int:
 
 def run_power(args: argparse.Namespace) -> int:
     from pricer.baselines import read_baseline
-    from pricer.gate import GateConfig
     from pricer.power import power_lines
 
-    config = GateConfig(**{o.gate: getattr(args, o.name) for o in OPTIONS if o.gate and "compare" in o.commands})
-    for line in power_lines(read_baseline(args.baseline), config, worse=args.worse):
+    for line in power_lines(read_baseline(args.baseline), _gate_config(args), worse=args.worse):
         print(line)
     return 0
 
@@ -302,7 +305,8 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         widths = args.bits or OPTION["bits"].default_in(CLI)
         runs = [_run_llm(args, bits, items) for bits in widths]
-        results, fields = [run for run, _ in runs], [{**found, "width": f"{bits}bit"} for (_, found), bits in zip(runs, widths)]
+        results = [run for run, _ in runs]
+        fields = [{**found, "width": f"{bits}bit"} for (_, found), bits in zip(runs, widths)]
     if args.save_run:
         _save_runs(args.save_run, results, [{**run_fields(items, spec), **own} for own in fields])
     if len(results) > 1:
