@@ -127,7 +127,9 @@ def _power_command(commands: argparse._SubParsersAction) -> None:
     power.add_argument("baseline", type=Path, metavar="BASELINE", help="a stored baseline file")
     power.add_argument("--worse", type=options.share("--worse"), default=0.10, metavar="SHARE",
                        help="the worsening to detect, as a share of the measure's level: 0.1 or 10%%. Default: 10%%")
-    _add_options(power, "compare")
+    for option in OPTIONS:  # the gate's settings that `pricer compare` takes (not its outputs)
+        if option.gate and "compare" in option.commands:
+            power.add_argument(option.cli, **arguments(option, CLI))
     power.set_defaults(run=run_power)
 
 
