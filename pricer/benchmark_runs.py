@@ -13,6 +13,7 @@ from pricer.errors import HistoryError
 from pricer.machines import Machine, machine_of
 
 DEFAULT_STORAGE = Path(".benchmarks")  # pytest-benchmark's default --benchmark-storage
+DEFAULT_STORAGE_URI = "file://./.benchmarks"  # the same, as pytest-benchmark's option holds it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,3 +129,20 @@ def _positive_or_none(value: Any) -> float | None:
 
 def _optional_number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def absent_storage(here: Path) -> Path | None:
+    """pytest-benchmark's default storage folder under `here` while it does not exist yet; None once it does."""
+    folder = Path(here) / DEFAULT_STORAGE
+    return None if folder.exists() else folder
+
+
+def remove_unused_storage(folder: Path | None, *, storage: str | None) -> None:
+    """Remove the default storage folder that did not exist when pytest started, if it is still empty:
+    pytest-benchmark makes it in every pytest run (`pytest --help` too), whether a benchmark is saved or not."""
+    if folder is None or storage not in (None, DEFAULT_STORAGE_URI):
+        return
+    try:
+        folder.rmdir()  # only an empty folder; one a benchmark was saved in stays
+    except OSError:
+        pass

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pricer.errors import OptionError
 from pricer.files import atomic_write_bytes
+from pricer.metrics import GREEN_DOLLARS, GREEN_SHARE, ORANGE_DOLLARS, ORANGE_SHARE
 
 if TYPE_CHECKING:
     from pricer.baselines import BaselineItem
@@ -38,6 +39,14 @@ PANEL_SIZE = 5  # inches per square panel of a grid
 POINT_AREA = 12  # points^2; the course's 3 is hard to see on a 1200x800 image
 MOVED_SIZE = (9, 9)  # inches: square, as both axes are guesses on one scale
 MOVED_DOLLARS = 1e-5  # baselines store guesses to 6 decimals; smaller changes are storage rounding
+# Past this ratio of the largest value to the smallest positive one, linear axes crowd most points into one corner
+# (the course's prices run $0.50-$999, and a bad guess can be $100,000): the scatter goes logarithmic.
+LOG_SPAN = 100.0
+TITLE_CHARACTERS_PER_INCH = 9  # at the default 12-point title; a grid's titles wrap to their panel's width
+# The course's colours, by how far a guess is from its truth (pricer.metrics.color_for).
+COLOR_MEANINGS = (("green", f"hit: within ${GREEN_DOLLARS:.0f} or {GREEN_SHARE:.0%}"),
+                  ("orange", f"within ${ORANGE_DOLLARS:.0f} or {ORANGE_SHARE:.0%}"),
+                  ("red", "farther"))
 
 
 def chart_format(path: Path) -> str:
@@ -58,7 +67,9 @@ def scatter_chart(
     _check_points("scatter_chart", truths=truths, guesses=guesses, colors=colors)
     figure = _figure(SCATTER_SIZE)
     axes = figure.add_subplot()
-    _draw_scatter(axes, truths=truths, guesses=guesses, colors=colors, limit=_limit(truths, guesses), title=title)
+    _draw_scatter(axes, truths=truths, guesses=guesses, colors=colors, limit=_limit(truths, guesses), title=title,
+                  log=_spans_decades(truths, guesses), width=SCATTER_SIZE[0])
+    axes.legend(handles=_color_handles(), loc="upper left", title="guess")
     _save(figure, path, fmt)
 
 
@@ -71,13 +82,17 @@ def scatter_grid(path: Path, *, panels: Sequence[tuple[str, Sequence[float], Seq
         _check_points(f"scatter_grid panel {title!r}", truths=truths, guesses=guesses, colors=colors)
     # One limit for all panels: with separate limits the y = x lines would sit at different scales.
     limit = max(_limit(truths, guesses) for _, truths, guesses, _ in panels)
+    log = any(_spans_decades(truths, guesses) for _, truths, guesses, _ in panels)  # one scale for all panels
     figure = _figure((PANEL_SIZE * len(panels), PANEL_SIZE))
     for number, (title, truths, guesses, colors) in enumerate(panels, start=1):
         axes = figure.add_subplot(1, len(panels), number)
-        _draw_scatter(axes, truths=truths, guesses=guesses, colors=colors, limit=limit, title=title)
+        _draw_scatter(axes, truths=truths, guesses=guesses, colors=colors, limit=limit, title=title, log=log,
+                      width=PANEL_SIZE)
         axes.set_aspect("equal")
         if number > 1:
             axes.set_ylabel("")
+        else:  # one legend: a figure legend outside the square panels made constrained layout cut their titles
+            axes.legend(handles=_color_handles(), loc="upper left", title="guess", fontsize="small")
     _save(figure, path, fmt)
 
 
@@ -102,7 +117,7 @@ def running_error_chart(path: Path, *, errors: Sequence[float], title: str) -> N
     axes.set_ylim(bottom=0)
     axes.set_xlabel("Items", parse_math=False)
     axes.set_ylabel("Mean absolute error ($)", parse_math=False)
-    axes.set_title(f"{title} Error=${means[-1]:,.2f} ± ${half_widths[-1]:,.2f}", parse_math=False)
+    axes.set_title(_with_band(title, means[-1], half_widths[-1]), parse_math=False)
     axes.legend(loc="upper right")
     axes.grid(alpha=0.3)
     _save(figure, path, fmt)
@@ -199,6 +214,36 @@ def _limit(truths: Sequence[float], guesses: Sequence[float]) -> float:
     return max(max(truths), max(guesses), 1.0)
 
 
+def _wrapped(title: str, width: int) -> str:
+    """A title that fits `width` characters a line: the course's metrics ("Error=...") start a line of their own."""
+    import textwrap
+
+    if len(title) <= width:
+        return title
+    name, sep, metrics = title.partition(" Error=")
+    lines = [name, "Error=" + metrics] if sep else [title]
+    return "\n".join(textwrap.fill(line, width=width) for line in lines)
+
+
+def _spans_decades(truths: Sequence[float], guesses: Sequence[float]) -> bool:
+    positive = [v for v in (*truths, *guesses) if v > 0]
+    return bool(positive) and max(positive) / min(positive) >= LOG_SPAN
+
+
+def _with_band(title: str, mean: float, half_width: float) -> str:
+    """The title with the final Error and its interval: in place of the title's own `Error=$X`, never beside it."""
+    import re
+
+    band = f"Error=${mean:,.2f} ± ${half_width:,.2f}"
+    return re.sub(r"Error=\$[\d,.]+", lambda _: band, title, count=1) if "Error=$" in title else f"{title} {band}"
+
+
+def _color_handles() -> list:
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], marker="o", linestyle="", color=color, label=label) for color, label in COLOR_MEANINGS]
+
+
 def _figure(size: tuple[float, float]):  # -> matplotlib.figure.Figure
     # A Figure on its own Agg canvas, not pyplot: no global figure list to leak into, no GUI backend to pick.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -209,15 +254,21 @@ def _figure(size: tuple[float, float]):  # -> matplotlib.figure.Figure
     return figure
 
 
-def _draw_scatter(axes, *, truths: Sequence[float], guesses: Sequence[float], colors: Sequence[str], limit: float, title: str) -> None:
-    axes.plot([0, limit], [0, limit], color=LINE_COLOR, lw=2, alpha=0.6)
-    axes.scatter(truths, guesses, s=POINT_AREA, c=list(colors))
-    axes.set_xlim(0, limit)
-    axes.set_ylim(0, limit)
-    axes.set_xlabel("Ground Truth")
-    axes.set_ylabel("Model Estimate")
+def _draw_scatter(axes, *, truths: Sequence[float], guesses: Sequence[float], colors: Sequence[str], limit: float,
+                  title: str, log: bool = False, width: float = SCATTER_SIZE[0]) -> None:
+    # A margin past the largest value, so no point sits half outside the frame: a factor on log axes.
+    top = limit * 1.5 if log else limit * 1.05
+    axes.plot([0, top], [0, top], color=LINE_COLOR, lw=2, alpha=0.6)
+    axes.scatter(truths, guesses, s=POINT_AREA, c=list(colors), clip_on=False)  # a $0 guess sits on the frame
+    if log:  # symlog: linear below $1, so an unparsed guess of $0 stays on the chart
+        for scale in (axes.set_xscale, axes.set_yscale):
+            scale("symlog", linthresh=1.0)
+    axes.set_xlim(0, top)
+    axes.set_ylim(0, top)
+    axes.set_xlabel("Ground Truth ($, log scale)" if log else "Ground Truth ($)", parse_math=False)
+    axes.set_ylabel("Model Estimate ($, log scale)" if log else "Model Estimate ($)", parse_math=False)
     # Titles hold dollar amounts; two "$" would otherwise be read as mathtext and mangle or reject the title.
-    axes.set_title(title, parse_math=False)
+    axes.set_title(_wrapped(title, int(width * TITLE_CHARACTERS_PER_INCH)), parse_math=False)
 
 
 def _save(figure, path: Path, fmt: str) -> None:

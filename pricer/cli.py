@@ -9,12 +9,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pricer import cpu_threads
+from pricer import cpu_threads, options
 from pricer.data import DataSpec, load_items, refuse_single_file, resolve_source
 from pricer.errors import OptionError, OutputError, PricerError
 from pricer.evaluate import RunResult, evaluate
 from pricer.option_table import CLI, OPTION, OPTIONS, arguments, refuse_ignored
 from pricer.report import METRICS_HEADERS, format_table, metrics_row, print_report
+from pricer.session import run_fields
 
 
 OUTPUT_BROKEN = 3  # `pricer compare`: the verdict passed and was printed, but its chart or summary was not written
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in (_eval_command, _history_command, _finetune_command, _results_command, _compare_command,
-                        _ladder_command):
+                        _accept_command, _power_command, _ladder_command):
         add_command(commands)
     return parser
 
@@ -103,6 +104,37 @@ def _compare_command(commands: argparse._SubParsersAction) -> None:
     cmp.add_argument("run_file", type=Path, metavar="RUN", help="a baseline-format file or JSON Lines of guesses")
     _add_options(cmp, "compare")
     cmp.set_defaults(run=run_compare)
+
+
+def _accept_command(commands: argparse._SubParsersAction) -> None:
+    acc = commands.add_parser(
+        "accept",
+        help="make a saved run the baseline, with a reason, keeping the old one in its history",
+        description="Replace BASELINE with RUN (a baseline-format file: pytest --pricer-save-runs, pricer eval "
+        "--save-run), as --update-baselines does: the replaced baseline's metrics, date and reason stay in the "
+        "history. Commit the file to make it the new reference.",
+    )
+    acc.add_argument("baseline", type=Path, metavar="BASELINE", help="the stored baseline to replace")
+    acc.add_argument("run_file", type=Path, metavar="RUN", help="a baseline-format run")
+    acc.add_argument("--reason", required=True, metavar="TEXT", help="why the baseline moves (kept in its history)")
+    acc.set_defaults(run=run_accept)
+
+
+def _power_command(commands: argparse._SubParsersAction) -> None:
+    power = commands.add_parser(
+        "power",
+        help="how many items do I need? what a baseline's gate can detect, and the n to detect a chosen worsening",
+        description="For each measure the gate tests, print the smallest worsening it detects (at 80%% power) with "
+        "BASELINE's items, and how many items it would need to detect --worse. Computed from the baseline's own "
+        "spread, as the gate does before it runs.",
+    )
+    power.add_argument("baseline", type=Path, metavar="BASELINE", help="a stored baseline file")
+    power.add_argument("--worse", type=options.share("--worse"), default=0.10, metavar="SHARE",
+                       help="the worsening to detect, as a share of the measure's level: 0.1 or 10%%. Default: 10%%")
+    for option in OPTIONS:  # the gate's settings that `pricer compare` takes (not its outputs)
+        if option.gate and "compare" in option.commands:
+            power.add_argument(option.cli, **arguments(option, CLI))
+    power.set_defaults(run=run_power)
 
 
 def _ladder_command(commands: argparse._SubParsersAction) -> None:
@@ -209,10 +241,8 @@ def run_ladder(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     from pricer.compare import compare_files
-    from pricer.gate import GateConfig
 
-    config = GateConfig(**{o.gate: getattr(args, o.name) for o in OPTIONS if o.gate and "compare" in o.commands})
-    comparison = compare_files(args.baseline, args.run_file, config, cross_class=args.cross_class)
+    comparison = compare_files(args.baseline, args.run_file, _gate_config(args), cross_class=args.cross_class)
     for note in comparison.notes:
         print(note)
     verdict = comparison.verdict
@@ -247,21 +277,56 @@ def _compare_outputs(args: argparse.Namespace, comparison, chart: Path | None) -
         print(f"summary appended to {args.summary}")
 
 
+def _gate_config(args: argparse.Namespace):  # -> pricer.gate.GateConfig
+    """The gate's settings from the options `pricer compare` (and `pricer power`) take."""
+    from pricer.gate import GateConfig
+
+    return GateConfig(**{o.gate: getattr(args, o.name) for o in OPTIONS if o.gate and "compare" in o.commands})
+
+
+def run_accept(args: argparse.Namespace) -> int:
+    from pricer.compare import accept_run
+
+    if not args.reason.strip():
+        raise OptionError("--reason: say why the baseline moves; it is kept in the baseline's history")
+    previous = accept_run(args.baseline, args.run_file, reason=args.reason)
+    print(f"{previous.path}: baseline replaced by {args.run_file} (Error ${previous.metrics['error']:,.2f} before), "
+          f"reason: {args.reason.strip()}; commit it")
+    return 0
+
+
+def run_power(args: argparse.Namespace) -> int:
+    from pricer.baselines import read_baseline
+    from pricer.power import power_lines
+
+    for line in power_lines(read_baseline(args.baseline), _gate_config(args), worse=args.worse):
+        print(line)
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     source = resolve_source(args.data)
     given = {name: getattr(args, name) for name in CLI.watched if getattr(args, name, None) is not None}
     refuse_ignored(CLI, given=given, predictor=args.predictor, source=source)
     split = args.split or OPTION["split"].default_in(CLI)
-    items = load_items(DataSpec(source=source, split=split, n=args.n, template=args.template))
+    spec = DataSpec(source=source, split=split, n=args.n, template=args.template)
+    items = load_items(spec)
     if args.predictor:
         from pricer.classic import train_classic
+        from pricer.data import items_digest
 
         refuse_single_file(source, option=f"--predictor {args.predictor}", data_option="--data", split=args.train_split)
         train = load_items(DataSpec(source=source, split=args.train_split, n=None, template=args.template))
         results = [evaluate(train_classic(args.predictor, train), items)]
+        fields = [{"predictor": args.predictor, "train_sha256": items_digest(train)}]
         _show(results[0], args)
     else:
-        results = [_run_llm(args, bits, items) for bits in args.bits or OPTION["bits"].default_in(CLI)]
+        widths = args.bits or OPTION["bits"].default_in(CLI)
+        runs = [_run_llm(args, bits, items) for bits in widths]
+        results = [run for run, _ in runs]
+        fields = [{**found, "width": f"{bits}bit"} for (_, found), bits in zip(runs, widths)]
+    if args.save_run:
+        _save_runs(args.save_run, results, [{**run_fields(items, spec), **own} for own in fields])
     if len(results) > 1:
         print()
         print(format_table(METRICS_HEADERS + ["s/item"], [metrics_row(r.name, r.metrics) + [f"{r.seconds_per_item:.3f}"] for r in results]))
@@ -275,17 +340,34 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_llm(args: argparse.Namespace, bits: int, items) -> RunResult:
+def _run_llm(args: argparse.Namespace, bits: int, items) -> tuple[RunResult, dict[str, Any]]:
     from pricer.models import load_model
     from pricer.predict import LLMPredictor
 
+    from pricer.fingerprint import llm_fields
+
     loaded = load_model(args.model, bits=bits, adapter=args.adapter, device=args.device)
     try:
-        result = evaluate(LLMPredictor(loaded, batch_size=args.batch_size, token_budget=args.token_budget), items)
+        predictor = LLMPredictor(loaded, batch_size=args.batch_size, token_budget=args.token_budget)
+        result = evaluate(predictor, items)
+        fields = llm_fields(loaded, predictor.policy.to_dict())
     finally:
         loaded.close()
     _show(result, args)
-    return result
+    return result, fields
+
+
+def _save_runs(path: Path, results: Sequence[RunResult], fields: Sequence[Mapping[str, Any]]) -> None:
+    """Each run in the baseline format, as pytest --pricer-save-runs stores it; several go to PATH-<width>.json."""
+    from pricer.baselines import write_baseline
+    from pricer.fingerprint import split_fields
+
+    for result, flat in zip(results, fields):
+        width = flat.pop("width", None)
+        target = path if len(results) == 1 else path.with_name(f"{path.stem}-{width}{path.suffix}")
+        write_baseline(target, run=result, fingerprint=split_fields(flat), reason="run saved by pricer eval --save-run",
+                       previous=None)
+        print(f"run saved to {target}")
 
 
 def _show(result: RunResult, args: argparse.Namespace) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricer.baselines import Baseline, json_lines, read_baseline
+from pricer.baselines import Baseline, json_lines, read_baseline, write_baseline
 from pricer.data import Item
 from pricer.errors import BaselineError, DataError
 from pricer.evaluate import RunResult, score_run
@@ -116,9 +116,31 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
         drift = compare(anchor, result, fingerprint, config, cross_class=cross_class, classes=classes,
                         intervals=intervals)
         verdict = with_references(verdict, [(anchor_label(baseline.anchor), drift)])
-    # A baseline-format run is itself a baseline: copying it over accepts it (its history says why it moved).
-    accept = f"cp {run.path} {baseline.path}" if run.fingerprint is not None else ""
+    # A baseline-format run can become the baseline; `pricer accept` keeps the old one in its history with a reason.
+    accept = accept_advice(baseline.path, run.path) if run.fingerprint is not None else ""
     return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes), accept=accept)
+
+
+def accept_advice(baseline: Path, run: Path) -> str:
+    """The command that makes a baseline-format run the baseline, with a reason."""
+    import shlex
+
+    return shlex.join(("pricer", "accept", str(baseline), str(run), "--reason", "why"))
+
+
+def accept_run(baseline_path: Path, run_path: Path, *, reason: str) -> Baseline:
+    """Make a baseline-format run (pytest --pricer-save-runs, pricer eval --save-run) the baseline, keeping the
+    replaced one's metrics and reason in its history, as --update-baselines does; returns the replaced baseline."""
+    previous = read_baseline(baseline_path)
+    if not _is_baseline(read_text(run_path, error=DataError)):
+        raise DataError(f"{run_path}: JSON Lines of guesses has no fingerprint, so it cannot become a baseline; save "
+                        "the run in the baseline format (pytest --pricer-save-runs DIR, pricer eval --save-run PATH)")
+    run = read_baseline(run_path)
+    items = [Item(index=b.index, prompt="", price=b.truth, title=b.title) for b in run.items]
+    predictions = [Prediction(guess=b.guess, completion=b.completion, parsed=b.parsed) for b in run.items]
+    write_baseline(previous.path, run=score_run(previous.name, items, predictions), fingerprint=run.fingerprint,
+                   reason=reason, previous=previous)
+    return previous
 
 
 def _is_baseline(text: str) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pricer.errors import DataError, OptionError
-from pricer.prompts import PRICE_PREFIX, prompt_of, render, template_fields, title_of
+from pricer.prompts import PRICE_PREFIX, label_of, prompt_of, render, template_fields, title_of
 
 DEFAULT_DATASET = "ed-donner/pricer-data"
 DEFAULT_SPLIT = "test"
@@ -26,6 +26,7 @@ OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 # number, 1e12) that would swamp every mean error, so it is refused with its row rather than scored.
 MAX_PRICE = 1_000_000.0
 PRICE_COLUMN = "price"  # the answer: never part of a prompt
+TITLE_COLUMN = "title"  # labels items in reports and baselines when the data has it, in the prompt or not
 TEXT_FORMATS = (".jsonl", ".json", ".csv")  # read as text, so checked for UTF-8 first
 LOCAL_HINT = (
     "To use local data, point pricer at a dataset folder or a .jsonl/.csv/.parquet file with "
@@ -413,17 +414,20 @@ def _items_from_rows(rows, *, where: str, template: str | None, fields: list[str
                                 f"but the columns are {', '.join(sorted(columns))}")
     for column in ["text"] * (not template) + ["price"]:
         if column not in columns:
-            raise DataError(f"{where}: missing column {column!r}; the columns are {', '.join(sorted(columns))}")
+            fix = "" if column != "text" else (  # prompts are then built from the other columns
+                "; build each prompt from them with --template (pytest: --pricer-template), e.g. "
+                "'How much does this cost?\\n\\n{description}\\n\\nPrice is $'")
+            raise DataError(f"{where}: missing column {column!r}; the columns are {', '.join(sorted(columns))}{fix}")
     items: list[Item] = []
     first_row_of: dict[str, int] = {}
     for number, row in _numbered(rows, where=where):
         if template:
             prompt = _rendered(template, fields, row, where=where, row=number)
-            title = title_of(str(row["title"])) if "title" in fields else title_of(prompt)
+            title = _label(row, fields=fields, prompt=prompt)
             what = "columns " + ", ".join(repr(name) for name in dict.fromkeys(fields))
         else:
             prompt = _text_of(row, where=where, row=number)
-            title = title_of(prompt)
+            title = _label(row, fields=None, prompt=prompt)
             what = "column 'text'"
         if prompt in first_row_of:
             raise DataError(f"{where}: row {number}: {what}: duplicate of row {first_row_of[prompt]}")
@@ -432,6 +436,16 @@ def _items_from_rows(rows, *, where: str, template: str | None, fields: list[str
         price = _price_of(row, where=where, row=number, stored=stored)
         items.append(Item(index=number, prompt=prompt, price=price, title=title, key=row_key(row)))
     return items
+
+
+def _label(row: Mapping[str, object], *, fields: list[str] | None, prompt: str) -> str:
+    """The item's label: its `title` column where the data has one; else the text of the first column the template
+    reads (never the template's own words, which every item shares); else the prompt after the course's question."""
+    for column in (TITLE_COLUMN, *(fields or ())):
+        value = row.get(column)
+        if value is not None and label_of(str(value)):
+            return label_of(str(value))
+    return title_of(prompt)
 
 
 def _numbered(rows, *, where: str) -> Iterator[tuple[int, Mapping[str, object]]]:

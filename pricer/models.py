@@ -520,6 +520,25 @@ def _load_tokenizer(folder: Path):  # -> PreTrainedTokenizer
     return tokenizer
 
 
+# bitsandbytes logs this at import on AVX512-BF16 CPUs without the optional `kernels` package, which fetches a
+# kernel from the Hugging Face hub at run time; 4-bit works without it (only slower), so it is noise to a gate.
+KERNELS_HINT = ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward")
+
+
+def quiet_kernels_hint() -> None:
+    """Drop bitsandbytes' "pip install kernels" log line (KERNELS_HINT), keeping its other messages."""
+    import logging
+
+    logging.getLogger(KERNELS_HINT[0]).addFilter(_not_kernels_hint)
+
+
+def _not_kernels_hint(record) -> bool:  # record: logging.LogRecord
+    return not str(record.msg).startswith(KERNELS_HINT[1])
+
+
+quiet_kernels_hint()  # on import: models are loaded through this module, and bitsandbytes logs as it is imported
+
+
 def _check_bitsandbytes(bits: int) -> None:
     try:
         import bitsandbytes  # noqa: F401

@@ -285,14 +285,17 @@ def git_ref(option: str) -> Callable[[str], str]:
     return parse
 
 
-def without(args: Sequence[str], *, options: tuple[str, ...] = (), switches: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Command-line arguments without these options (with their values, spaced or after "=") and switches."""
+def without(args: Sequence[str], *, options: tuple[str, ...] = (), switches: tuple[str, ...] = (),
+            short: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Command-line arguments without these options (with their values, spaced or after "="), switches, and short
+    options whose value may also be attached ("-n 2", "-n2", "-nauto")."""
     kept, skip = [], False
     for arg in args:
         if skip:
             skip = False
-        elif arg in options:
+        elif arg in options or arg in short:
             skip = True
-        elif arg not in switches and not arg.startswith(tuple(f"{o}=" for o in options)):
+        elif not (arg in switches or arg.startswith(tuple(f"{o}=" for o in options))
+                  or any(arg.startswith(s) and len(arg) > len(s) for s in short)):
             kept.append(arg)
     return tuple(kept)

@@ -4,6 +4,7 @@ gate can detect before it runs."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from pricer.baselines import Baseline, read_baseline, write_baseline
 from pricer.errors import BaselineError, OptionError, PricerError
 from pricer.gate import Detectable, Verdict, compare, detectable
+from pricer.models import COMPUTE_DTYPE_ENV
 from pricer.options import without
 from pricer.references import anchor_label, replaced_what, verdict_word, with_references
 from pricer.tail import visibility
@@ -23,6 +25,12 @@ if TYPE_CHECKING:
     from pricer.predict import DecodingPolicy
     from pricer.session import EvalSession
 
+# What a run is measured with, not what decides its baselines: a CI job's reports, workers and the ref it gates
+# against; the widths, which the accepting command gives once for every width it rewrites; and what it sets itself.
+NOT_DECIDING = ("--pricer-summary", "--junitxml", "--junit-xml", "--pricer-save-runs", "--pricer-charts",
+                "--pricer-history", "--pricer-against", "--pricer-baseline-class", "--pricer-bits",
+                "--pricer-accept-worse", "--pricer-reason", "--numprocesses", "--maxprocesses", "--dist",
+                "--benchmark-json", "--benchmark-save")
 MEANINGLESS_SHARE = 0.25  # a gate that cannot see a 25% worsening protects nothing
 SMALL_N = 50
 
@@ -219,15 +227,25 @@ class WidthGates:
         return Detectability(measures=found, tail=tail, too_coarse=f"neither Error nor log error can see a "
                                                                    f"{MEANINGLESS_SHARE:.0%} worsening ({shares})")
 
-    def accept_command(self, width: str, *, reason: str = "...", trade_off: str | None = None) -> str:
-        """The command that rewrites this width's baseline with this run's other options."""
+    def accept_command(self, *widths: str, reason: str = "...", trade_off: str | None = None) -> str:
+        """One command that rewrites these widths' baselines with the options that decided this run: none of a CI
+        job's reports or workers, bits given once, and the compute dtype that decided the hardware class."""
         s = self.session.settings
-        only = () if s.predictor else ("--pricer-bits", width.removesuffix("bit"))
-        dropped = ("--pricer-baseline-class", "--pricer-against", "--pricer-accept-worse", "--pricer-reason")
+        bits = () if s.predictor else (f"--pricer-bits={','.join(w.removesuffix('bit') for w in _ordered(widths))}",)
+        kept = without(s.rerun_args, options=NOT_DECIDING, switches=("--update-baselines",), short=("-n",))
+        pinned = os.environ.get(COMPUTE_DTYPE_ENV)
+        env = () if s.predictor or not pinned else (f"{COMPUTE_DTYPE_ENV}={pinned}",)
         worse = ("--pricer-accept-worse", trade_off) if trade_off else ()
-        args = (*without(s.rerun_args, options=dropped, switches=("--update-baselines",)), *only, "--update-baselines",
-                "--pricer-reason", reason, *worse)
-        return shlex.join(("pytest", *args))
+        return shlex.join((*env, "pytest", *kept, *bits, "--update-baselines", "--pricer-reason", reason, *worse))
+
+    def accept_all(self, *, reason: str = "why") -> str | None:
+        """One command for every width that failed in this session, when more than one did (each failure names its
+        own); None otherwise or when this run rewrote baselines."""
+        failed = dict.fromkeys(o.width for o in self.outcomes if not o.passed)
+        if self.session.settings.update or len(failed) < 2:
+            return None
+        # A WORSE width is stored only with the trade-off named; for one that was not comparable it is not needed.
+        return self.accept_command(*failed, reason=reason, trade_off="what it buys")
 
     def adopt(self, *, outcomes: Iterable[Outcome] = (), used: Iterable[Path] = ()) -> None:
         """Outcomes and baselines relayed from another process (an xdist worker)."""
@@ -238,3 +256,8 @@ class WidthGates:
         """Outcomes in the order of `widths` (then bits), as a serial run lists them."""
         rank = {w: i for i, w in enumerate(widths)}
         self.outcomes.sort(key=lambda o: (rank.get(o.width, len(rank)), ORDER.get(o.width, len(ORDER))))
+
+
+def _ordered(widths: Iterable[str]) -> list[str]:
+    """Widths once each, narrowest first, as --pricer-bits lists them."""
+    return sorted(dict.fromkeys(widths), key=lambda w: ORDER.get(w, len(ORDER)))

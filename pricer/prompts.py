@@ -59,7 +59,11 @@ def prompt_of(text: str) -> str:
 
 
 def title_of(prompt: str) -> str:
-    """The product's title: the first line after the question, as the course prints it."""
-    body = prompt[len(QUESTION):] if prompt.startswith(QUESTION) else prompt
-    first = body.strip().split("\n", 1)[0].strip()
+    """The product's title: the first line after the course's question, as the course prints it."""
+    return label_of(prompt[len(QUESTION):] if prompt.startswith(QUESTION) else prompt)
+
+
+def label_of(text: str) -> str:
+    """An item's label: the first non-blank line of its own text, cut as the course cuts titles."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return first if len(first) <= TITLE_WIDTH else first[:TITLE_WIDTH] + "..."

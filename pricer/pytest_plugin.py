@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pricer import option_table, options, workers
+from pricer.benchmark_runs import absent_storage, remove_unused_storage
 from pricer.errors import OptionError
 from pricer.option_table import DEFAULT_CHARTS, PLUGIN, Option
 
@@ -34,6 +35,7 @@ OUTPUT_NOTES_KEY = pytest.StashKey[list[str]]()  # outputs that could not be wri
 # The exit code of a run whose verdicts all passed but whose output (summary, history, saved run) could not be
 # written: pytest's 3, not the 1 of a failing verdict.
 OUTPUT_BROKEN = pytest.ExitCode.INTERNAL_ERROR
+BENCH_STORAGE_KEY = pytest.StashKey["Path | None"]()  # pytest-benchmark's folder, while it did not exist yet
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +53,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # The earliest hook a plugin gets: before conftests and test modules can import torch, whose OpenMP runtime
     # reads its wait policy from the environment once, when it loads. xdist workers inherit the environment.
     early_config.stash[CPU_THREADS_KEY] = workers.set_cpu_threads()
+    early_config.stash[BENCH_STORAGE_KEY] = absent_storage(early_config.invocation_params.dir)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    remove_unused_storage(config.stash.get(BENCH_STORAGE_KEY, None),
+                          storage=config.getoption("benchmark_storage", None))
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -508,7 +516,7 @@ def _append_summary(config: pytest.Config) -> bool:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if HISTORY_NOTE_KEY in config.stash:
         note, failed = config.stash[HISTORY_NOTE_KEY]
-        terminalreporter.section("pricer history")
+        terminalreporter.write_sep("=", "pricer history")  # not section(): see the "pricer gate" one
         terminalreporter.line(note, red=failed)
     if SESSION_KEY not in config.stash:
         return
@@ -517,11 +525,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     from pricer.baselines import unused_baselines
 
-    terminalreporter.section("pricer gate")
+    # write_sep, as pytest's own sections: it ends the progress line first. section() leaves that line "open", so
+    # pytest closed it with a blank line before its last line, or not when another plugin's section came first.
+    terminalreporter.write_sep("=", "pricer gate")
     for outcome in session.gates.outcomes:
         terminalreporter.line(outcome.text, red=not outcome.passed, green=outcome.passed)
     for line, failed in workers.summary_lines(config):
         terminalreporter.line(line, red=failed)
+    if accept := session.gates.accept_all():
+        terminalreporter.line(f"if these changes are intended, accept every width at once with:\n  {accept}", red=True)
     folder = session.home.path("x").parent  # this model's baselines of this hardware class
     unused = unused_baselines(folder, session.gates.used_baselines)
     if unused and not session.settings.predictor:

@@ -18,6 +18,20 @@ from pricer.settings import EvalSettings
 from pricer.widths import bits_of
 
 
+def run_fields(items: list[Item], data: DataSpec) -> dict[str, Any]:
+    """The fingerprint fields of any run on these items (the predictor adds its own): the items, prompt and machine."""
+    return {
+        "items_sha256": identity_digest(items),
+        "prompts_sha256": items_digest(items),
+        "n": len(items),
+        "prompt": data.template or "text column",
+        "data": data.source if not Path(data.source).exists() else Path(data.source).name,
+        "split": data.split,
+        "pricer": importlib.metadata.version("pricer"),
+        **machine_info(),
+    }
+
+
 class EvalSession:
     """State of one pytest eval session; the plugin keeps exactly one in config.stash."""
 
@@ -90,16 +104,7 @@ class EvalSession:
 
     def _predict(self, width: str) -> tuple[RunResult, Fingerprint]:
         s = self.settings
-        flat: dict[str, Any] = {
-            "items_sha256": identity_digest(self.items),
-            "prompts_sha256": items_digest(self.items),
-            "n": len(self.items),
-            "prompt": s.data.template or "text column",
-            "data": s.data.source if not Path(s.data.source).exists() else Path(s.data.source).name,
-            "split": s.data.split,
-            "pricer": importlib.metadata.version("pricer"),
-            **machine_info(),
-        }
+        flat = run_fields(self.items, s.data)
         if s.predictor:
             from pricer.classic import train_classic
 

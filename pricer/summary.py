@@ -3,6 +3,7 @@ and JUnit properties per eval test, both from the same Verdict the failure messa
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pricer.gate import Verdict
+    from pricer.measures import Judgement
     from pricer.outcome import Outcome
 
 PROPERTY_PREFIX = "pricer."
@@ -164,7 +166,28 @@ def junit_properties(verdict: Verdict, *, width: str, baseline: Path | str, hard
         found += [(f"{slug}.{property_slug(header)}", cell) for header, cell in zip(ROW_HEADERS[1:], row[1:])]
     if chart is not None:
         found.append(("chart", str(chart)))
+    found += [("passed.value", int(verdict.passed))] + _numbers(verdict.judgements)
     return [(PROPERTY_PREFIX + name, str(value)) for name, value in found]
+
+
+def _numbers(judgements: Sequence[Judgement]) -> list[tuple[str, str]]:
+    """Beside each readable cell, its number (`pricer.error.baseline.value` = 182.24), so that a dashboard charts
+    them unparsed: dollars for Error, a share of items (0.52) for Hits and unparsed, changes in the measure's own
+    direction (a drop of Hits is negative)."""
+    found = []
+    for j in judgements:
+        m = j.measure
+        sign = 1.0 if m.higher_is_worse else -1.0
+        values = {"baseline": _mean(m.before), "now": _mean(m.now), "change_tested": sign * j.worsening,
+                  "change_mean": sign * j.mean_change, "p": j.p_worse, "holm_p": j.p_holm,
+                  "tolerance": m.tolerance, "detectable": j.detectable}
+        found += [(f"{property_slug(m.name)}.{column}.value", f"{value:.6g}")
+                  for column, value in values.items() if math.isfinite(value)]
+    return found
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values) if values else math.nan
 
 
 def problem_properties(*, width: str, text: str, hardware: str | None = None) -> list[tuple[str, str]]:

@@ -108,10 +108,26 @@ def test_scatter_chart_draws_the_course_layout(tmp_path, drawn):
     _scatter(tmp_path / "scatter.png")
     (axes,) = drawn[0].axes
     assert axes.get_title() == "forest Error=$97.11 RMSLE=0.88 Hits=34.0%"
-    assert axes.get_xlim() == (0, 800.0) and axes.get_ylim() == (0, 800.0)
+    assert axes.get_xlim() == (0, 840.0) and axes.get_ylim() == (0, 840.0)  # 5% past the largest value
     (line,) = axes.get_lines()
-    assert line.get_color() == "deepskyblue" and list(line.get_xdata()) == [0, 800.0]
+    assert line.get_color() == "deepskyblue" and list(line.get_xdata()) == [0, 840.0]
     assert len(axes.collections[0].get_offsets()) == len(TRUTHS)
+    assert (axes.get_xscale(), axes.get_yscale()) == ("linear", "linear")  # $10-$800: under two decades
+
+
+def test_scatter_of_prices_spanning_decades_is_logarithmic_with_nothing_on_the_frame(tmp_path, drawn):
+    _scatter(tmp_path / "scatter.png", guesses=[0.0, 90.0, 100.0, 1200.0, 780.0])
+    (axes,) = drawn[0].axes
+    assert (axes.get_xscale(), axes.get_yscale()) == ("symlog", "symlog")  # a $0 guess stays on the chart
+    assert axes.get_ylim() == (0, 1800.0)  # the $1,200 answer sits inside the frame
+    assert not axes.collections[0].get_clip_on()
+
+
+def test_scatter_legend_says_what_each_colour_means(tmp_path, drawn):
+    _scatter(tmp_path / "scatter.png")
+    (axes,) = drawn[0].axes
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert labels == ["hit: within $40 or 20%", "within $80 or 40%", "farther"]
 
 
 def test_dollar_signs_in_titles_are_printed_not_parsed_as_math(tmp_path):
@@ -125,8 +141,16 @@ def test_scatter_grid_draws_one_panel_per_entry_on_shared_axes(tmp_path, drawn):
     scatter_grid(tmp_path / "grid.png", panels=panels)
     figure = drawn[0]
     assert [axes.get_title() for axes in figure.axes] == ["4bit", "8bit", "16bit", "32bit"]
-    assert {axes.get_xlim() for axes in figure.axes} == {(0, 3120.0)}  # the largest value of any panel
+    assert {axes.get_xlim() for axes in figure.axes} == {(0, 4680.0)}  # past the largest value of any panel
+    assert {axes.get_xscale() for axes in figure.axes} == {"symlog"}  # $5-$3,120: one scale for every panel
+    assert [axes.get_legend() is not None for axes in figure.axes] == [True, False, False, False]
     assert (tmp_path / "grid.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_scatter_grid_titles_put_the_metrics_on_a_line_of_their_own(tmp_path, drawn):
+    title = "smollm2 16bit Error=$896.65 RMSLE=2.22 Hits=20.8%"
+    scatter_grid(tmp_path / "grid.png", panels=[(title, TRUTHS, GUESSES, COLORS)] * 2)
+    assert {axes.get_title() for axes in drawn[0].axes} == {"smollm2 16bit\nError=$896.65 RMSLE=2.22 Hits=20.8%"}
 
 
 def test_scatter_grid_without_panels_is_rejected(tmp_path):
@@ -153,6 +177,13 @@ def test_running_error_chart_title_gives_final_error_and_interval(tmp_path, draw
     # sd 10 over 3 items: t(0.975, 2) = 4.303, times 10 / sqrt(3)
     assert axes.get_title() == "forest Error=$20.00 ± $24.84"
     assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_running_error_chart_says_error_once_when_the_title_holds_the_metrics(tmp_path, drawn):
+    running_error_chart(tmp_path / "running.png", errors=[10.0, 20.0, 30.0],
+                        title="forest Error=$20.00 RMSLE=0.88 Hits=34.0%")
+    (axes,) = drawn[0].axes
+    assert axes.get_title() == "forest Error=$20.00 ± $24.84 RMSLE=0.88 Hits=34.0%"
 
 
 def test_running_error_chart_without_errors_is_rejected(tmp_path):

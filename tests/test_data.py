@@ -120,6 +120,13 @@ def test_missing_text_column_names_file_and_column(tmp_path: Path) -> None:
         load(path)
 
 
+def test_missing_text_column_points_to_the_template_option(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "items.csv", "description,price\nLamp,5\n")
+    with pytest.raises(DataError, match=re.escape("columns are description, price; build each prompt from them "
+                                                  "with --template (pytest: --pricer-template)")):
+        load(path)
+
+
 def test_duplicate_item_names_both_rows(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "items.jsonl", [*rows(3), {"text": prompt("Product 2"), "price": 7.0}])
     with pytest.raises(DataError, match=at(path, 4, "text") + ": duplicate of row 2"):
@@ -289,7 +296,7 @@ def test_offline_without_local_data_says_how_to_point_at_it(monkeypatch: pytest.
 def test_jsonl_gives_items_with_prompt_price_and_title(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "items.jsonl", rows(3))
     items = load(path)
-    assert items[0] == Item(index=1, prompt=prompt("Product 1"), price=1.99, title="Product 1")
+    assert items[0] == Item(index=1, prompt=prompt("Product 1"), price=1.99, title="Product 1", key=items[0].key)
     assert [item.price for item in items] == [1.99, 2.99, 3.99]
 
 
@@ -339,6 +346,23 @@ def test_training_text_loses_its_answer(tmp_path: Path) -> None:
     (item,) = load(path)
     assert item.prompt == prompt("Goop") and item.prompt.endswith(PRICE_PREFIX)
     assert item.price == 20.95
+
+
+USER_TEMPLATE = ("How much does this cost to the nearest dollar? Answer with the price only.\n\n{description}\n\n"
+                 + PRICE_PREFIX)
+
+
+def test_items_are_labelled_by_their_own_text_not_by_the_template_words(tmp_path: Path) -> None:
+    records = [{"description": "Brass desk lamp\nWarm light.", "price": 5.0},
+               {"description": "Oak stool", "price": 9.0}]
+    items = load(write_jsonl(tmp_path / "items.jsonl", records), template=USER_TEMPLATE)
+    assert [item.title for item in items] == ["Brass desk lamp", "Oak stool"]
+
+
+def test_items_are_labelled_by_a_title_column_the_template_does_not_read(tmp_path: Path) -> None:
+    records = [{"title": "Lamp", "description": "Warm light.", "price": 5.0}]
+    (item,) = load(write_jsonl(tmp_path / "items.jsonl", records), template=USER_TEMPLATE)
+    assert item.title == "Lamp" and "Lamp" not in item.prompt
 
 
 def test_template_renders_title_and_description_columns(tmp_path: Path) -> None:

@@ -48,6 +48,22 @@ def update(pytester: pytest.Pytester, data: Path, predictor: str, reason: str, *
     return gate(pytester, data, predictor, "--update-baselines", "--pricer-reason", reason, *args)
 
 
+def test_a_new_template_prices_the_same_items_and_other_rows_are_other_items(tmp_path):
+    from pricer.data import DataSpec, identity_digest, items_digest, load_items
+
+    rows = [{"title": f"Lamp {i}", "description": f"bright {i}", "price": 10.0 + i} for i in range(4)]
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    plain = load_items(DataSpec(source=str(path), n=None, template="{title}\n{description}\n\nPrice is $"))
+    reworded = load_items(DataSpec(source=str(path), n=None, template="Item: {title}\n\nPrice is $"))
+    rows[2]["description"] = "dim"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    edited = load_items(DataSpec(source=str(path), n=None, template="{title}\n{description}\n\nPrice is $"))
+
+    assert identity_digest(plain) == identity_digest(reworded) != identity_digest(edited)
+    assert items_digest(plain) != items_digest(reworded)
+
+
 def test_another_model_is_judged_better_against_the_baseline_it_replaces_not_refused(project, data_dir):
     update(project, data_dir, "constant", "first").assert_outcomes(failed=1)
 

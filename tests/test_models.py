@@ -441,3 +441,15 @@ def test_4bit_on_cuda_computes_in_bf16_or_fp16_and_records_the_gpu():
         assert loaded.info.compute_dtype == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
     finally:
         loaded.close()
+
+
+def test_bitsandbytes_kernels_hint_is_dropped_and_its_other_messages_kept(caplog) -> None:
+    import logging
+
+    from pricer.models import KERNELS_HINT
+
+    logger = logging.getLogger(KERNELS_HINT[0])
+    with caplog.at_level(logging.WARNING, logger=KERNELS_HINT[0]):
+        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please ...", "no kernels")
+        logger.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]

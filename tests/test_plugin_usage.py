@@ -75,3 +75,21 @@ def test_data_that_is_not_utf8_fails_the_test_naming_the_file(pytester: pytest.P
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"{folder / 'test.jsonl'}:1:*: not UTF-8 text (byte 0xe9); save the file as UTF-8"])
     assert "UnicodeDecodeError" not in result.stdout.str()
+
+
+def test_pytest_help_leaves_no_benchmark_folder_behind(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+
+    result = pytester.runpytest("--help")
+
+    assert result.ret == 0
+    assert not (pytester.path / ".benchmarks").exists()
+
+
+def test_a_benchmark_folder_that_was_there_before_stays(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    (pytester.path / ".benchmarks").mkdir()
+
+    pytester.runpytest("--help")
+
+    assert (pytester.path / ".benchmarks").is_dir()

@@ -83,6 +83,20 @@ def test_junit_properties_carry_every_column_of_every_measure_and_the_verdict(tm
     assert "Error is worse by $" in properties["pricer.reason"]
 
 
+def test_junit_properties_carry_each_cell_as_a_number_beside_its_text(tmp_path):
+    verdict = gated(tmp_path, worse=True)
+
+    properties = dict(summary.junit_properties(verdict, width="4bit", baseline="b.json"))
+
+    error = verdict.judgements[0]
+    assert properties["pricer.error.baseline"] == f"${float(properties['pricer.error.baseline.value']):,.2f}"
+    assert float(properties["pricer.error.change_tested.value"]) == pytest.approx(error.worsening, rel=1e-5)
+    assert float(properties["pricer.error.holm_p.value"]) == pytest.approx(error.p_holm, rel=1e-5)
+    assert properties["pricer.passed.value"] == "0"
+    hits = next(j for j in verdict.judgements if j.measure.name == "Hits")
+    assert float(properties["pricer.hits.change_mean.value"]) == pytest.approx(-hits.mean_change, rel=1e-5, abs=1e-9)
+
+
 def test_document_lists_widths_in_width_order_a_problem_as_its_message_and_the_ladder(tmp_path):
     outcomes = [Outcome(width="32bit", path=tmp_path / "32bit.json", text="32bit: ok", passed=True),
                 Outcome(width="4bit", path=tmp_path / "4bit.json", passed=False,

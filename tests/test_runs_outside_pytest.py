@@ -1,0 +1,78 @@
+"""Runs outside pytest: `pricer eval --save-run` stores one, `pricer compare` judges it, `pricer accept` makes it the
+baseline with a reason, and `pricer power` says how many items a gate needs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from pricer.baselines import read_baseline
+from pricer.cli import main
+from pricer.compare import compare_files
+from pricer.gate import GateConfig
+
+BASELINE = Path(__file__).resolve().parent.parent / "baselines/smollm2-135m-instruct/cpu-bfloat16/32bit.json"
+
+
+def test_power_prints_each_measures_detectable_change_and_the_items_a_chosen_one_needs(capsys) -> None:
+    code = main(["power", str(BASELINE), "--worse", "10%"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    # Error detects 10.6% of its level at n=250; 10% needs (10.6/10)^2 as many items.
+    error_row = next(line for line in out.splitlines() if line.startswith("Error"))
+    assert re.search(r"\$46\.07 \(11% of Error\) +10% \(\+\$43\.45\) +282$", error_row), error_row
+    assert "within its tolerance (12%): passes at any n" in out  # log error: 10% never fails
+
+
+def test_power_never_asks_for_fewer_items_than_the_gate_trusts(capsys) -> None:
+    main(["power", str(BASELINE), "--worse", "90%"])
+
+    error_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Error"))
+    assert error_row.endswith(" 50 (have enough)")
+
+
+def test_compare_advises_pricer_accept_with_a_reason_not_a_copy(tmp_path) -> None:
+    run = shutil.copyfile(BASELINE, tmp_path / "run.json")
+
+    comparison = compare_files(BASELINE, run, GateConfig())
+
+    assert comparison.accept == f"pricer accept {BASELINE} {run} --reason why"
+
+
+def test_accept_replaces_the_baseline_keeping_the_old_one_in_its_history(tmp_path, capsys) -> None:
+    baseline = shutil.copyfile(BASELINE, tmp_path / "32bit.json")
+    before = read_baseline(baseline)
+    other = Path(str(BASELINE).replace("smollm2-135m-instruct/", "smollm2-135m-instruct-smollm2-135m-pricer/"))
+    run = shutil.copyfile(other, tmp_path / "run.json")
+
+    code = main(["accept", str(baseline), str(run), "--reason", "fine-tuned adapter"])
+
+    after = read_baseline(baseline)
+    assert code == 0, capsys.readouterr().err
+    assert after.reason == "fine-tuned adapter" and after.metrics == read_baseline(run).metrics
+    assert after.history[-1].reason == before.reason and after.history[-1].metrics == before.metrics
+
+
+def test_accept_refuses_guesses_without_a_fingerprint(tmp_path, capsys) -> None:
+    baseline = shutil.copyfile(BASELINE, tmp_path / "32bit.json")
+    run = tmp_path / "guesses.jsonl"
+    run.write_text('{"index": 1, "guess": 5.0}\n', encoding="utf-8")
+
+    code = main(["accept", str(baseline), str(run), "--reason", "x"])
+
+    assert code == 2
+    assert "has no fingerprint, so it cannot become a baseline" in capsys.readouterr().err
+
+
+def test_eval_saves_its_run_for_compare_and_accept(tmp_path, capsys, data_dir) -> None:
+    saved = tmp_path / "run.json"
+
+    code = main(["eval", "--predictor", "constant", f"--data={data_dir}", "--n", "30", "--quiet", "--no-charts",
+                 "--save-run", str(saved)])
+
+    assert code == 0, capsys.readouterr().err
+    run = read_baseline(saved)
+    assert len(run.items) == 30 and {**run.fingerprint.decisive, **run.fingerprint.context}["predictor"] == "constant"
+    assert main(["compare", str(saved), str(saved)]) == 0
