@@ -111,12 +111,17 @@ def _accept_command(commands: argparse._SubParsersAction) -> None:
         "accept",
         help="make a saved run the baseline, with a reason, keeping the old one in its history",
         description="Replace BASELINE with RUN (a baseline-format file: pytest --pricer-save-runs, pricer eval "
-        "--save-run), as --update-baselines does: the replaced baseline's metrics, date and reason stay in the "
-        "history. Commit the file to make it the new reference.",
+        "--save-run), as --update-baselines does: RUN is judged against BASELINE first (a WORSE run is stored only "
+        "with --accept-worse), and the replaced baseline's metrics, date, reason and verdict stay in the history. "
+        "Commit the file to make it the new reference.",
     )
     acc.add_argument("baseline", type=Path, metavar="BASELINE", help="the stored baseline to replace")
     acc.add_argument("run_file", type=Path, metavar="RUN", help="a baseline-format run")
     acc.add_argument("--reason", required=True, metavar="TEXT", help="why the baseline moves (kept in its history)")
+    acc.add_argument("--accept-worse", metavar="TRADE-OFF", default=None,
+                     help="store a run judged WORSE than the baseline it replaces, naming what it buys (kept beside "
+                     "the reason)")
+    _add_gate_settings(acc)
     acc.set_defaults(run=run_accept)
 
 
@@ -131,10 +136,15 @@ def _power_command(commands: argparse._SubParsersAction) -> None:
     power.add_argument("baseline", type=Path, metavar="BASELINE", help="a stored baseline file")
     power.add_argument("--worse", type=options.share("--worse"), default=0.10, metavar="SHARE",
                        help="the worsening to detect, as a share of the measure's level: 0.1 or 10%%. Default: 10%%")
-    for option in OPTIONS:  # the gate's settings that `pricer compare` takes (not its outputs)
-        if option.gate and "compare" in option.commands:
-            power.add_argument(option.cli, **arguments(option, CLI))
+    _add_gate_settings(power)
     power.set_defaults(run=run_power)
+
+
+def _add_gate_settings(parser: argparse.ArgumentParser) -> None:
+    """The gate's settings that `pricer compare` takes (not its outputs), for a command that judges as it does."""
+    for option in OPTIONS:
+        if option.gate and "compare" in option.commands:
+            parser.add_argument(option.cli, **arguments(option, CLI))
 
 
 def _ladder_command(commands: argparse._SubParsersAction) -> None:
@@ -286,12 +296,15 @@ def _gate_config(args: argparse.Namespace):  # -> pricer.gate.GateConfig
 
 def run_accept(args: argparse.Namespace) -> int:
     from pricer.compare import accept_run
+    from pricer.references import verdict_word
 
     if not args.reason.strip():
         raise OptionError("--reason: say why the baseline moves; it is kept in the baseline's history")
-    previous = accept_run(args.baseline, args.run_file, reason=args.reason)
-    print(f"{previous.path}: baseline replaced by {args.run_file} (Error ${previous.metrics['error']:,.2f} before), "
-          f"reason: {args.reason.strip()}; commit it")
+    previous, judged = accept_run(args.baseline, args.run_file, reason=args.reason, config=_gate_config(args),
+                                  trade_off=args.accept_worse or "")
+    how = "" if judged.not_comparable else f", judged {verdict_word(judged)}"
+    print(f"{previous.path}: baseline replaced by {args.run_file} (Error ${previous.metrics['error']:,.2f} before"
+          f"{how}), reason: {args.reason.strip()}; commit it")
     return 0
 
 

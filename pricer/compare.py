@@ -19,7 +19,7 @@ from pricer.gate import GateConfig, Verdict, compare
 from pricer.hardware import class_of_file
 from pricer.predict import Prediction
 from pricer.prompts import parse_price
-from pricer.references import anchor_label, with_references
+from pricer.references import anchor_label, verdict_word, with_references
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,30 +117,43 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
                         intervals=intervals)
         verdict = with_references(verdict, [(anchor_label(baseline.anchor), drift)])
     # A baseline-format run can become the baseline; `pricer accept` keeps the old one in its history with a reason.
-    accept = accept_advice(baseline.path, run.path) if run.fingerprint is not None else ""
+    accept = accept_advice(baseline.path, run.path, worse=verdict.worse) if run.fingerprint is not None else ""
     return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes), accept=accept)
 
 
-def accept_advice(baseline: Path, run: Path) -> str:
-    """The command that makes a baseline-format run the baseline, with a reason."""
+def accept_advice(baseline: Path, run: Path, *, worse: bool = False, reason: str = "why") -> str:
+    """The command that makes a baseline-format run the baseline, with a reason (and, for a worse run, the
+    trade-off that lets it in)."""
     import shlex
 
-    return shlex.join(("pricer", "accept", str(baseline), str(run), "--reason", "why"))
+    trade_off = ("--accept-worse", "what it buys") if worse else ()
+    return shlex.join(("pricer", "accept", str(baseline), str(run), "--reason", reason, *trade_off))
 
 
-def accept_run(baseline_path: Path, run_path: Path, *, reason: str) -> Baseline:
-    """Make a baseline-format run (pytest --pricer-save-runs, pricer eval --save-run) the baseline, keeping the
-    replaced one's metrics and reason in its history, as --update-baselines does; returns the replaced baseline."""
+def accept_run(baseline_path: Path, run_path: Path, *, reason: str, config: GateConfig,
+               trade_off: str = "") -> tuple[Baseline, Verdict]:
+    """Make a baseline-format run (pytest --pricer-save-runs, pricer eval --save-run) the baseline, as
+    --update-baselines does: judged first against the baseline it replaces (a WORSE run only with the trade-off
+    named), the replaced one's metrics, reason and verdict kept in its history. Returns the replaced baseline and
+    the verdict."""
     previous = read_baseline(baseline_path)
     if not _is_baseline(read_text(run_path, error=DataError)):
         raise DataError(f"{run_path}: JSON Lines of guesses has no fingerprint, so it cannot become a baseline; save "
                         "the run in the baseline format (pytest --pricer-save-runs DIR, pricer eval --save-run PATH)")
     run = read_baseline(run_path)
+    judged = compare_run(previous, read_run(run_path), config, intervals=False).verdict
+    if judged.worse and not trade_off.strip():
+        command = accept_advice(previous.path, Path(run_path), worse=True, reason=reason)
+        raise BaselineError(f"{previous.path}: not replaced: {run_path} is WORSE than it:\n{judged.message()}\n"
+                            f"to store it all the same, name the trade-off: {command}")
+    kept = trade_off.strip() if judged.worse else ""
     items = [Item(index=b.index, prompt="", price=b.truth, title=b.title) for b in run.items]
     predictions = [Prediction(guess=b.guess, completion=b.completion, parsed=b.parsed) for b in run.items]
+    word = "" if judged.not_comparable else verdict_word(judged)
     write_baseline(previous.path, run=score_run(previous.name, items, predictions), fingerprint=run.fingerprint,
-                   reason=reason, previous=previous)
-    return previous
+                   reason=reason, previous=previous, verdict=word + (f", accepted: {kept}" if kept else ""),
+                   trade_off=kept)
+    return previous, judged
 
 
 def _is_baseline(text: str) -> bool:

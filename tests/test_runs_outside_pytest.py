@@ -55,6 +55,26 @@ def test_accept_replaces_the_baseline_keeping_the_old_one_in_its_history(tmp_pat
     assert after.history[-1].reason == before.reason and after.history[-1].metrics == before.metrics
 
 
+def test_accept_judges_first_refusing_a_worse_run_unless_the_trade_off_is_named(tmp_path, capsys) -> None:
+    tuned = Path(str(BASELINE).replace("smollm2-135m-instruct/", "smollm2-135m-instruct-smollm2-135m-pricer/"))
+    baseline = shutil.copyfile(tuned, tmp_path / "32bit.json")
+    run = shutil.copyfile(BASELINE, tmp_path / "base.json")  # the base model: far worse than the fine-tuned one
+    before = baseline.read_bytes()
+
+    refused = main(["accept", str(baseline), str(run), "--reason", "no adapter"])
+
+    err = capsys.readouterr().err
+    assert refused == 2 and baseline.read_bytes() == before
+    assert f"{baseline}: not replaced: {run} is WORSE than it:" in err
+    assert "--reason 'no adapter' --accept-worse 'what it buys'" in err
+
+    accepted = main(["accept", str(baseline), str(run), "--reason", "no adapter", "--accept-worse", "one model less"])
+
+    assert accepted == 0
+    stored = read_baseline(baseline)
+    assert stored.trade_off == "one model less" and stored.verdict.startswith("WORSE (")
+
+
 def test_accept_refuses_guesses_without_a_fingerprint(tmp_path, capsys) -> None:
     baseline = shutil.copyfile(BASELINE, tmp_path / "32bit.json")
     run = tmp_path / "guesses.jsonl"
