@@ -44,7 +44,8 @@ def _eval_command(commands: argparse._SubParsersAction) -> None:
     )
     groups = {"data": ev.add_argument_group("data"),
               "predictor": ev.add_argument_group("predictor").add_mutually_exclusive_group(required=True),
-              "LLM": ev.add_argument_group("LLM"), "output": ev.add_argument_group("output")}
+              "LLM": ev.add_argument_group("LLM"), "endpoint": ev.add_argument_group("endpoint"),
+              "output": ev.add_argument_group("output")}
     _add_options(ev, "eval", groups)
     ev.set_defaults(run=run_eval)
 

@@ -99,6 +99,12 @@ class EvalSession:
             "pricer": importlib.metadata.version("pricer"),
             **machine_info(),
         }
+        if s.endpoint is not None:  # a served model: asked over HTTP, identified by what the server says
+            from pricer.endpoint import EndpointPredictor
+
+            served = EndpointPredictor(s.endpoint, width=width)
+            run = evaluate(served, self.items)
+            return run, split_fields(flat | served.fields())
         if s.predictor:
             from pricer.classic import train_classic
 
