@@ -245,6 +245,8 @@ def run_eval(args: argparse.Namespace) -> int:
         train = load_items(DataSpec(source=source, split=args.train_split, n=None, template=args.template))
         results = [evaluate(train_classic(args.predictor, train), items)]
         _show(results[0], args)
+    elif args.endpoint:
+        results = _run_served(args, given, items)
     else:
         results = [_run_llm(args, bits, items) for bits in args.bits or OPTION["bits"].default_in(CLI)]
     if len(results) > 1:
@@ -271,6 +273,20 @@ def _run_llm(args: argparse.Namespace, bits: int, items) -> RunResult:
         loaded.close()
     _show(result, args)
     return result
+
+
+def _run_served(args: argparse.Namespace, given: Mapping[str, Any], items) -> list[RunResult]:
+    """Each width's served model, asked over HTTP (pricer.endpoint)."""
+    from pricer.endpoint import EndpointPredictor, endpoint_config
+
+    try:
+        config = endpoint_config(vars(args), deterministic=False, given=given, flag=lambda name: OPTION[name].cli)
+    except argparse.ArgumentTypeError as exc:
+        raise OptionError(str(exc)) from None
+    results = [evaluate(EndpointPredictor(config, width=width), items) for width, _ in config.urls]
+    for result in results:
+        _show(result, args)
+    return results
 
 
 def _show(result: RunResult, args: argparse.Namespace) -> None:

@@ -285,11 +285,11 @@ def identify(client: EndpointClient, wanted: str | None) -> ServerIdentity:
     if wanted is None:
         if len(served) != 1:
             raise EndpointError(f"{url}: the server serves {len(served)} models ({', '.join(sorted(served)) or 'none'}); "
-                                "name one with --pricer-endpoint-model")
+                                "name one with --pricer-endpoint-model (pricer eval: --endpoint-model)")
         wanted = next(iter(served))
     if wanted not in served:
         raise EndpointError(f"{url}: the server does not serve model {wanted!r}; it serves "
-                            f"{', '.join(map(repr, sorted(served))) or 'none'} (--pricer-endpoint-model)")
+                            f"{', '.join(map(repr, sorted(served))) or 'none'} (--pricer-endpoint-model; pricer eval: --endpoint-model)")
     entry = served[wanted]
     return ServerIdentity(url=client.url, model=wanted, root=_text(entry.get("root")),
                           owned_by=_text(entry.get("owned_by")), engine_version=_version(client))
@@ -442,12 +442,14 @@ def endpoint_config(values: Any, *, deterministic: bool, given: Iterable[str],
     if not values.get("endpoint"):
         return None
     chosen = f"{flag('endpoint')} asks a served model"
-    for name in ("predictor", "adapter", "bits"):
+    for name in ("predictor", "adapter", "bits", "device", "batch_size", "token_budget"):
         if name in given or (name == "predictor" and values.get(name)):
             hint = "; name each server's width instead: 4bit=URL" if name == "bits" else ""
             raise argparse.ArgumentTypeError(f"{flag(name)} applies to a model loaded here; {chosen}{hint}")
     raw = values["endpoint"]
     urls = joined_urls(raw if isinstance(raw, list) else [raw], flag=str(flag("endpoint")))
-    return EndpointConfig(urls=urls, model=values.get("endpoint_model"), concurrency=values["concurrency"],
-                          read_timeout=values["endpoint_timeout"], deadline=values["endpoint_deadline"],
+    return EndpointConfig(urls=urls, model=values.get("endpoint_model"),
+                          concurrency=values.get("concurrency") or DEFAULT_CONCURRENCY,
+                          read_timeout=values.get("endpoint_timeout") or DEFAULT_READ_TIMEOUT,
+                          deadline=values.get("endpoint_deadline") or DEFAULT_DEADLINE,
                           deterministic=deterministic, recheck=values.get("endpoint_recheck") or 0)

@@ -198,6 +198,16 @@ def test_served_answers_equal_the_in_process_run_item_for_item(clean, items, pyt
     assert clean == [stored[item.index] for item in items]
 
 
+def test_a_recheck_asks_items_again_unstored_and_counts_changed_answers(server, items, clean, clean_store):
+    predictor = EndpointPredictor(_config(server.url, clean_store, recheck=2), width="32bit")
+    before = predictor.store.path.read_bytes()
+    assert [p.completion for p in predictor.predict(items)] == clean
+    # `transformers serve` without --continuous-batching decodes one request at a time: batch-invariant.
+    assert predictor.recheck.line().startswith("0 of 2 answers changed when asked again at concurrency 1")
+    assert predictor.asked == 2 and predictor.fields()["recheck"] == predictor.recheck.line()
+    assert predictor.store.path.read_bytes() == before  # rechecked answers are not stored
+
+
 class FaultProxy(ThreadingHTTPServer):
     """A tiny HTTP server in front of the real one: plays planted faults on /v1/completions, one per request, else
     forwards; counts the completions it received and those it forwarded."""
@@ -372,3 +382,14 @@ def test_a_run_with_missing_answers_writes_no_baseline(proxy, data_dir, tmp_path
     with pytest.raises(EndpointError, match=f"{N} of {N} items got no answer.*8 x HTTP 500 after 2 retries"):
         session.gates.check("32bit")
     assert not (tmp_path / "baselines").exists()
+
+
+def test_pricer_eval_asks_the_served_model_and_prints_the_report_line(server, clean_store, monkeypatch, capsys,
+                                                                     tmp_path, data_dir):
+    from pricer.cli import main
+
+    (tmp_path / "answers").symlink_to(clean_store)  # the clean run's answers: nothing is asked again
+    monkeypatch.setenv("PRICER_CACHE", str(tmp_path))
+    assert main(["eval", "--endpoint", server.url, "--endpoint-model", SERVED_ID, "--data", str(data_dir), "--n",
+                 str(N), "--quiet", "--no-charts"]) == 0
+    assert capsys.readouterr().out.startswith(f"{SERVED_ID} 32bit served Error=$")
