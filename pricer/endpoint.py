@@ -32,6 +32,10 @@ CONNECT_TIMEOUT = 10.0  # seconds: a server that does not accept a connection in
 # Seconds to wait for one answer once sent: a 135M model on a busy 2-core CPU answers in 1-3 s, a large served
 # model behind a queue in well under a minute.
 DEFAULT_READ_TIMEOUT = 120.0
+# The class folder of a served model's baselines. Its answers are computed by the server, not by the machine asking,
+# whose class is probed by speed: on a busy CPU the probe flipped between cpu-float32 and cpu-bfloat16 from one run
+# to the next. One fixed folder; float32, the served 32-bit width's dtype.
+SERVED_CLASS = "cpu-float32"
 DEFAULT_DEADLINE = 3600.0  # seconds for the whole run; unanswered items then count as no answer
 RETRIES = 5  # per request, for connection errors, read timeouts and TRANSIENT statuses
 BACKOFF = 0.5  # urllib3's backoff factor: 0.5, 1, 2, 4 s between tries (a Retry-After header overrides it)
@@ -46,6 +50,7 @@ SAMPLING = {"temperature": 0.0, "top_p": 1.0, "seed": 0, "stop": None}
 HEALTH_PATHS = ("/health",)  # vLLM, SGLang, TGI, llama.cpp and `transformers serve` all answer it
 # Where engines say their version: vLLM and SGLang /version, TGI /info, llama.cpp /props.
 VERSION_PATHS = ("/version", "/info", "/props")
+MODEL_OPTION = "--pricer-endpoint-model; pricer eval: --endpoint-model"
 
 
 class EndpointError(PricerError):
@@ -67,6 +72,7 @@ class EndpointConfig:
     backoff: float = BACKOFF
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     store: Path | None = None  # folder of stored answers; None: the pricer cache's `answers/`
+    hardware_class: str = SERVED_CLASS  # the class folder its baselines live in, whatever machine asks
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -105,7 +111,8 @@ def endpoint_urls(flag: str) -> Callable[[str], tuple[tuple[str, str], ...]]:
                 raise argparse.ArgumentTypeError(f"{flag}: {part!r}: width {width!r} is not one of {', '.join(NAMES)}")
             scheme = urlsplit(url).scheme
             if scheme not in ("http", "https") or not urlsplit(url).netloc:
-                raise argparse.ArgumentTypeError(f"{flag}: {url!r} is not an http(s) URL, e.g. http://127.0.0.1:8000/v1")
+                raise argparse.ArgumentTypeError(f"{flag}: {url!r} is not an http(s) URL, "
+                                                 "e.g. http://127.0.0.1:8000/v1")
             url = url.rstrip("/")
             pairs.append((width, url if url.endswith("/v1") else url + "/v1"))
         if not pairs:
@@ -284,12 +291,12 @@ def identify(client: EndpointClient, wanted: str | None) -> ServerIdentity:
     served = {str(m["id"]): m for m in body["data"] if isinstance(m, dict) and "id" in m}
     if wanted is None:
         if len(served) != 1:
-            raise EndpointError(f"{url}: the server serves {len(served)} models ({', '.join(sorted(served)) or 'none'}); "
-                                "name one with --pricer-endpoint-model (pricer eval: --endpoint-model)")
+            raise EndpointError(f"{url}: the server serves {len(served)} models "
+                                f"({', '.join(sorted(served)) or 'none'}); name one with {MODEL_OPTION}")
         wanted = next(iter(served))
     if wanted not in served:
         raise EndpointError(f"{url}: the server does not serve model {wanted!r}; it serves "
-                            f"{', '.join(map(repr, sorted(served))) or 'none'} (--pricer-endpoint-model; pricer eval: --endpoint-model)")
+                            f"{', '.join(map(repr, sorted(served))) or 'none'} ({MODEL_OPTION})")
     entry = served[wanted]
     return ServerIdentity(url=client.url, model=wanted, root=_text(entry.get("root")),
                           owned_by=_text(entry.get("owned_by")), engine_version=_version(client))

@@ -29,7 +29,8 @@ class EvalSession:
         self.models = ModelCache()
         self.home = BaselineHome(folder=settings.baselines_folder(root), model_name=settings.model_name,
                                  classic=settings.predictor is not None, device=settings.device,
-                                 asked_class=settings.baseline_class, update=settings.update)
+                                 asked_class=settings.baseline_class, update=settings.update,
+                                 _machine_class=settings.endpoint.hardware_class if settings.endpoint else None)
         self.gates = WidthGates(self)
         self._items: list[Item] | None = None
         self._runs: dict[str, RunResult] = {}
