@@ -5,15 +5,9 @@ model id), killed mid-run and restarted. The parsers and the answer store are te
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import multiprocessing
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from pricer.answer_store import AnswerStore
-from pricer.endpoint import EndpointConfig, EndpointError, EndpointPredictor, endpoint_urls, joined_urls
+from pricer.endpoint import (EndpointConfig, EndpointError, EndpointPredictor, endpoint_config, endpoint_urls,
+                             joined_urls)
+from pricer.serve import SERVED_ID, ServedModel, missing_serving_module
 
-SERVED_ID = "smollm2-135m-instruct"  # the name the server is started with: a link to the converted model folder
 N = 8  # items per run: a busy 2-core CPU server answers one in 1-4 s
-START_TIMEOUT = 180.0  # seconds for `transformers serve` to load the model and answer /health
 FAST = {"retries": 2, "backoff": 0.05, "read_timeout": 30.0, "concurrency": 2}  # tests wait for no long backoff
 HANG = 2.5  # seconds the proxy holds a request: past the 1 s read timeout its test sets
 CANNED = "42.00 canned"
@@ -58,6 +52,20 @@ def test_a_width_given_twice_is_refused():
     parse = endpoint_urls("--pricer-endpoint")
     with pytest.raises(argparse.ArgumentTypeError, match="32bit is given twice"):
         joined_urls([parse("http://a/v1"), parse("http://b/v1")], flag="--pricer-endpoint")
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"bits"}, "--pricer-bits applies to a model loaded here; --pricer-endpoint asks a served model; name each "
+               "server's width instead: 4bit=URL"),
+    ({"adapter"}, "--pricer-adapter applies to a model loaded here"),
+])
+def test_options_only_a_loaded_model_takes_are_refused_with_an_endpoint(given, message):
+    from pricer.option_table import OPTIONS
+
+    flags = {option.name: option.plugin for option in OPTIONS}
+    values = {"endpoint": [endpoint_urls("--pricer-endpoint")("http://a/v1")]}
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+        endpoint_config(values, deterministic=False, given=given, flag=flags.get)
 
 
 def test_the_store_ignores_a_line_cut_short_and_appends_after_it(tmp_path):
@@ -98,62 +106,13 @@ def test_two_processes_appending_to_one_store_corrupt_no_line(tmp_path):
 # --- A real server ------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """`transformers serve` on 127.0.0.1, started, killed with SIGKILL and restarted on the same port."""
-
-    def __init__(self, folder: Path, log: Path) -> None:
-        self.folder, self.log, self.port = folder, log, _free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> None:
-        import requests
-
-        command = [str(Path(sys.executable).parent / "transformers"), "serve", "--host", "127.0.0.1", "--port",
-                   str(self.port), "--dtype", "float32", SERVED_ID]  # float32: the 32-bit width's dtype
-        # One thread: on a shared 2-core machine OpenMP's spinning threads made a request take 14-25 s, not 1-2 s.
-        env = os.environ | {"OMP_NUM_THREADS": "1"}
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-        end = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < end:
-            if self.process.poll() is not None:
-                pytest.fail(f"transformers serve exited with {self.process.returncode}; see {self.log}")
-            try:
-                if requests.get(f"http://127.0.0.1:{self.port}/health", timeout=2).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        self.kill()
-        pytest.fail(f"transformers serve did not answer /health in {START_TIMEOUT:g} s; see {self.log}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(30)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """The default model served at 32 bits, for this module; skipped without `transformers serve`'s libraries."""
-    for module in ("fastapi", "uvicorn"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"`transformers serve` needs {module}: pip install 'transformers[serving]'")
-    from pricer.models import converted_folder, default_gguf
-
-    folder = tmp_path_factory.mktemp("served")
-    (folder / SERVED_ID).symlink_to(converted_folder(default_gguf()))  # the served id is the name it is given
-    served = Server(folder, folder / "serve.log")
+    missing = missing_serving_module()
+    if missing:
+        pytest.skip(f"`transformers serve` needs {missing}: pip install 'transformers[serving]'")
+    served = ServedModel(tmp_path_factory.mktemp("served"))
     served.start()
     yield served
     served.kill()
@@ -176,7 +135,7 @@ def clean_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def clean(server: Server, items, clean_store: Path) -> list[str]:
+def clean(server: ServedModel, items, clean_store: Path) -> list[str]:
     """The server's answers to the items in one uninterrupted run, stored in clean_store."""
     return EndpointPredictor(_config(server.url, clean_store), width="32bit").complete([item.prompt for item in items])
 
@@ -297,7 +256,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def proxy(server: Server):
+def proxy(server: ServedModel):
     front = FaultProxy(server.url)
     yield front
     front.shutdown()
@@ -334,6 +293,15 @@ def test_a_bad_request_stops_the_run_at_once_quoting_the_server(proxy, items, tm
     with pytest.raises(EndpointError, match="HTTP 400: max_tokens is too large for this model .*stopped"):
         predictor.complete([item.prompt for item in items])
     assert proxy.received == 1
+
+
+def test_items_unanswered_at_the_runs_deadline_are_no_answer(proxy, items, tmp_path):
+    proxy.faults = ["hang", "hang"]
+    predictor = EndpointPredictor(_config(proxy.url, tmp_path, deadline=0.5, retries=0), width="32bit")
+    start = time.monotonic()
+    with pytest.raises(EndpointError, match=r"2 of 2 items got no answer .*\(2 x the run's deadline\)"):
+        predictor.complete([items[0].prompt, items[1].prompt])
+    assert time.monotonic() - start < HANG  # the run did not wait for the hanging requests
 
 
 def test_a_server_serving_another_model_is_refused_before_any_request(proxy, tmp_path):
