@@ -114,7 +114,7 @@ def accuracy_entry(*, model: str, width: str, run: RunResult, fingerprint: Finge
     return AccuracyEntry(
         date=date, model=model, width=width, n=m.n, error=m.error, error_ci=tuple(m.error_ci), rmsle=m.rmsle,
         hits=m.hits, unparsed=m.unparsed, item_errors=tuple(round(s.error, ITEM_ERROR_DIGITS) for s in run.scores),
-        data_sha256=fingerprint.decisive.get("data_sha256"), inputs=dict(fingerprint.decisive), passed=passed,
+        data_sha256=fingerprint.decisive.get("items_sha256"), inputs=dict(fingerprint.decisive), passed=passed,
         commit=commit.get("commit"), dirty=commit.get("dirty"), machine=dict(machine),
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pricer.errors import BaselineError, PricerError
 from pricer.evaluate import RunResult
-from pricer.files import dumps_json, read_json, read_text, write_json
+from pricer.files import dumps_json, json_object, read_json, read_text, write_json
 from pricer.fingerprint import Fingerprint, commit_info, today
 from pricer.metrics import Metrics
 
@@ -34,11 +34,26 @@ class BaselineItem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HistoryEntry:
-    """An earlier version of the baseline: when, why, and what its metrics were."""
+    """An earlier version of the baseline: when, why, what its metrics were, how it was judged against the one it
+    replaced and the trade-off that let it in when it was worse."""
 
     date: str
     reason: str
     metrics: Mapping[str, Any]
+    verdict: str = ""
+    trade_off: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Anchor:
+    """Where drift is measured from: the oldest baseline kept, or the last one stored as worse on purpose. Each
+    rewrite is judged against the one it replaces; small losses that add up are judged against this."""
+
+    name: str
+    date: str
+    commit: str | None
+    reason: str
+    items: tuple[BaselineItem, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +67,17 @@ class Baseline:
     commit: str | None
     reason: str
     history: tuple[HistoryEntry, ...]
+    verdict: str = ""  # how this baseline was judged against the one it replaced
+    trade_off: str = ""  # why it was stored although judged worse (--pricer-accept-worse)
+    anchor: Anchor | None = None
+
+    def anchored(self) -> Baseline | None:
+        """The anchor as a baseline of these items, to judge drift against; None without one."""
+        if self.anchor is None:
+            return None
+        return Baseline(path=self.path, name=self.anchor.name, fingerprint=self.fingerprint, metrics=self.metrics,
+                        items=self.anchor.items, date=self.anchor.date, commit=self.anchor.commit,
+                        reason=self.anchor.reason, history=())
 
 
 def baseline_path(root: Path, model: str, width: str, *, hardware_class: str | None = None) -> Path:
@@ -72,15 +98,22 @@ def _checksum(body: Mapping[str, Any]) -> str:
 
 
 def write_baseline(
-    path: Path, *, run: RunResult, fingerprint: Fingerprint, reason: str, previous: Baseline | None
+    path: Path, *, run: RunResult, fingerprint: Fingerprint, reason: str, previous: Baseline | None,
+    verdict: str = "", trade_off: str = "",
 ) -> None:
-    """Store a run as the baseline, keeping the previous one's metrics and reason in its history."""
+    """Store a run as the baseline, keeping the previous one's metrics, reason and verdict in its history, and the
+    anchor drift is measured from (none when this run is a trade-off accepted on purpose: it is the new reference)."""
     if not reason.strip():
         raise BaselineError(f"{path}: a baseline is rewritten only with a reason (--pricer-reason)")
     history = list(previous.history) if previous else []
     if previous:
-        history.append(HistoryEntry(date=previous.date, reason=previous.reason, metrics=previous.metrics))
+        history.append(HistoryEntry(date=previous.date, reason=previous.reason, metrics=previous.metrics,
+                                    verdict=previous.verdict, trade_off=previous.trade_off))
     commit = commit_info(Path(path).parent)
+    anchor = None if trade_off or previous is None else (previous.anchor or Anchor(
+        name=previous.name, date=previous.date, commit=previous.commit, reason=previous.reason, items=previous.items))
+    if anchor is not None and [(a.index, a.truth) for a in anchor.items] != [(i.index, i.price) for i in run.items]:
+        anchor = None  # other items: drift on them cannot be paired
     body = {
         "format": FORMAT,
         "name": run.name,
@@ -94,21 +127,36 @@ def write_baseline(
         "date": today(),
         "commit": commit["commit"],
         "reason": reason.strip(),
-        "history": [{"date": h.date, "reason": h.reason, "metrics": dict(h.metrics)} for h in history],
-    }
+        "history": [{"date": h.date, "reason": h.reason, "metrics": dict(h.metrics)} | _judged(h.verdict, h.trade_off)
+                    for h in history],
+    } | _judged(verdict, trade_off.strip())
+    if anchor is not None:
+        body["anchor"] = {"name": anchor.name, "date": anchor.date, "commit": anchor.commit, "reason": anchor.reason,
+                          "items": [_item_dict(b) for b in anchor.items]}
     body = json.loads(dumps_json(body))  # the checksum covers the rounded values actually stored
     write_json(path, {**body, "checksum": _checksum(body)})
 
 
-def read_baseline(path: Path) -> Baseline:
-    """Read a baseline, failing with the file's name when it is missing, truncated or hand-edited."""
+def _judged(verdict: str, trade_off: str) -> dict[str, str]:
+    """The optional verdict and trade-off fields, stored only when set: files without them stay as they were."""
+    return {k: v for k, v in (("verdict", verdict), ("trade_off", trade_off)) if v}
+
+
+def _item_dict(b: BaselineItem) -> dict[str, Any]:
+    return {"index": b.index, "title": b.title, "truth": b.truth, "guess": b.guess, "completion": b.completion,
+            "parsed": b.parsed}
+
+
+def read_baseline(path: Path, *, text: str | None = None, where: str | None = None) -> Baseline:
+    """Read a baseline, failing with the file's name when it is missing, truncated or hand-edited; `text`: its
+    content as read elsewhere (a git ref), named `where` in errors."""
+    where = where or str(path)
     try:
-        raw = read_json(path, error=BaselineError)
+        raw = read_json(path, error=BaselineError) if text is None else json_object(text, where=where, error=BaselineError)
     except BaselineError:
-        if json_lines(path):  # not a damaged baseline, which "may be truncated" would suggest: another kind of file
+        if text is None and json_lines(path):  # not a damaged baseline, which "may be truncated" would suggest
             raise BaselineError(f"{path}: {NOT_A_BASELINE}") from None
         raise
-    where = str(path)
     if "format" not in raw and "guess" in raw:  # JSON Lines of one row
         raise BaselineError(f"{where}: {NOT_A_BASELINE}")
     stored_sum = raw.pop("checksum", None)
@@ -137,10 +185,32 @@ def read_baseline(path: Path) -> Baseline:
         reason=_field(raw, "reason", str, where),
         history=tuple(
             HistoryEntry(date=_field(h, "date", str, where), reason=_field(h, "reason", str, where),
-                         metrics=_field(h, "metrics", dict, where))
+                         metrics=_field(h, "metrics", dict, where), verdict=_optional(h, "verdict", where),
+                         trade_off=_optional(h, "trade_off", where))
             for h in _field(raw, "history", list, where)
         ),
+        verdict=_optional(raw, "verdict", where), trade_off=_optional(raw, "trade_off", where),
+        anchor=_anchor(raw.get("anchor"), items, where=f"{where}: anchor"),
     )
+
+
+def _optional(raw: Mapping[str, Any], name: str, where: str) -> str:
+    value = raw.get(name, "")
+    if not isinstance(value, str):
+        raise BaselineError(f"{where}: field {name!r} must be a str, found {value!r:.60}")
+    return value
+
+
+def _anchor(raw: Any, items: Sequence[BaselineItem], *, where: str) -> Anchor | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise BaselineError(f"{where}: must be an object")
+    anchored = tuple(_item(row, where=f"{where}: items[{i}]") for i, row in enumerate(_field(raw, "items", list, where)))
+    if [(a.index, a.truth) for a in anchored] != [(b.index, b.truth) for b in items]:
+        raise BaselineError(f"{where}: its items are not the baseline's (index and truth, in order)")
+    return Anchor(name=_field(raw, "name", str, where), date=_field(raw, "date", str, where),
+                  commit=raw.get("commit"), reason=_field(raw, "reason", str, where), items=anchored)
 
 
 def json_lines(path: Path) -> bool:

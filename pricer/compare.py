@@ -3,7 +3,6 @@ matched to a stored baseline's items by index, without running a model."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -20,9 +19,7 @@ from pricer.gate import GateConfig, Verdict, compare
 from pricer.hardware import class_of_file
 from pricer.predict import Prediction
 from pricer.prompts import parse_price
-
-# Fingerprint fields that say which model at which width made a run: differing, it is another run, not a change.
-IDENTITY_FIELDS = ("predictor", "model", "weights_sha256", "adapter_sha256", "bits", "quantization")
+from pricer.references import anchor_label, with_references
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,11 +82,7 @@ def compare_files(baseline_path: Path, run_path: Path, config: GateConfig, *, cr
                                 f"look swapped; the baseline comes first: pricer compare {run_path} {baseline_path}") \
                 from None
         raise
-    comparison = compare_run(baseline, read_run(run_path), config, cross_class=cross_class)
-    if any(change.field in IDENTITY_FIELDS for change in comparison.verdict.not_comparable):
-        # Copying another model's (or width's) run over this baseline would store it under the wrong name.
-        comparison = dataclasses.replace(comparison, accept="")
-    return comparison
+    return compare_run(baseline, read_run(run_path), config, cross_class=cross_class)
 
 
 def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_class: bool = False,
@@ -118,6 +111,11 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
     classes = (class_of_file(baseline.path, baseline.fingerprint), class_of_file(run.path, fingerprint))
     verdict = compare(baseline, result, fingerprint, config, cross_class=cross_class, classes=classes,
                       intervals=intervals)
+    anchor = baseline.anchored()
+    if anchor is not None:  # small losses that add up over rewrites: judged against where they started
+        drift = compare(anchor, result, fingerprint, config, cross_class=cross_class, classes=classes,
+                        intervals=intervals)
+        verdict = with_references(verdict, [(anchor_label(baseline.anchor), drift)])
     # A baseline-format run is itself a baseline: copying it over accepts it (its history says why it moved).
     accept = f"cp {run.path} {baseline.path}" if run.fingerprint is not None else ""
     return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes), accept=accept)

@@ -40,6 +40,8 @@ class Item:
     prompt: str
     price: float
     title: str
+    # A digest of the row's own columns but the price, whatever template renders them: which product this is.
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +92,22 @@ def items_digest(items: Sequence[Item]) -> str:
     for item in items:
         digest.update(item.prompt.encode("utf-8") + b"\0" + repr(item.price).encode() + b"\n")
     return digest.hexdigest()
+
+
+def identity_digest(items: Sequence[Item]) -> str:
+    """A hash of which items a run prices (index, the row's own columns, price), not of the prompts they are
+    turned into: a new template is a change to judge against the same items, not other data."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(f"{item.index}\0{item.key}\0{item.price!r}\n".encode())
+    return digest.hexdigest()
+
+
+def row_key(row: Mapping[str, object]) -> str:
+    """Item.key: the sha256 of the row's columns but the price, as canonical JSON."""
+    own = {name: value for name, value in row.items() if name != PRICE_COLUMN}
+    text = json.dumps(own, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def template_columns(template: str) -> list[str]:
@@ -399,7 +417,7 @@ def _items_from_rows(rows, *, where: str, template: str | None, fields: list[str
         first_row_of[prompt] = number
         stored = _stored_json(rows, PRICE_COLUMN, number - 1) if row[PRICE_COLUMN] is None else None
         price = _price_of(row, where=where, row=number, stored=stored)
-        items.append(Item(index=number, prompt=prompt, price=price, title=title))
+        items.append(Item(index=number, prompt=prompt, price=price, title=title, key=row_key(row)))
     return items
 
 

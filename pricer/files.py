@@ -119,11 +119,15 @@ def read_text(path: Path, *, error: type[PricerError] = PricerError) -> str:
 def read_json(path: Path, *, error: type[PricerError] = PricerError) -> dict[str, Any]:
     """Read a JSON object, raising `error` naming the file when it is missing, truncated or not an object."""
     path = Path(path)
-    text = read_text(path, error=error)
+    return json_object(read_text(path, error=error), where=str(path), error=error)
+
+
+def json_object(text: str, *, where: str, error: type[PricerError] = PricerError) -> dict[str, Any]:
+    """Text that must be one JSON object, read from `where` (a file, or a file at a git ref)."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise error(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); the file may be truncated") from None
+        raise error(f"{where}:{exc.lineno}: not valid JSON ({exc.msg}); the file may be truncated") from None
     if not isinstance(obj, dict):
-        raise error(f"{path}: expected a JSON object, found {type(obj).__name__}")
+        raise error(f"{where}: expected a JSON object, found {type(obj).__name__}")
     return obj

@@ -12,16 +12,23 @@ from typing import Any
 
 Scalar = str | int | float | bool | None
 
-# Change any of these and the baseline's predictions say nothing about this run: "not comparable".
+# What a run's predictions are made from: the model, its width and inputs, and how it decodes. Stored apart from the
+# context (machine, libraries, batching), and every difference in either is listed as a change since the baseline.
 DECISIVE = (
     "predictor", "model", "weights_sha256", "adapter_sha256", "bits", "quantization",
-    "data_sha256", "n", "prompt", "max_new_tokens", "do_sample",
+    "items_sha256", "prompts_sha256", "n", "prompt", "max_new_tokens", "do_sample",
 )
+# Only these make a baseline "not comparable": the paired verdict needs the same items (same indices, texts and
+# truths) at the same width. Whatever produced the guesses (model, adapter, prompt, decoding, engine, hardware)
+# is exactly what a merge changes, so it is judged, never refused.
+COMPARABLE = ("bits", "n", "items_sha256")
+# Baselines made before items had a digest of their own stored the prompts' digest under this name.
+_RENAMED = {"data_sha256": "prompts_sha256"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fingerprint:
-    """Two flat maps: `decisive` fields must match a baseline; `context` differences are printed."""
+    """Two flat maps: `decisive`, what the predictions are made from, and `context`, where they were made."""
 
     decisive: Mapping[str, Scalar]
     context: Mapping[str, Scalar] = field(default_factory=dict)
@@ -39,6 +46,7 @@ class Fingerprint:
             if not isinstance(value, dict) or not all(isinstance(v, Scalar) for v in value.values()):
                 raise BaselineError(f"{where}: fingerprint.{part} must be an object of plain values")
             parts[part] = value
+        parts["decisive"] = {_RENAMED.get(k, k): v for k, v in parts["decisive"].items()}
         return cls(**parts)
 
 
@@ -50,12 +58,15 @@ class FieldChange:
 
 
 def differences(baseline: Fingerprint, now: Fingerprint) -> tuple[list[FieldChange], list[FieldChange]]:
-    """(decisive changes, context changes) between a baseline's fingerprint and this run's."""
+    """(what makes the run not comparable, what changed since the baseline) between two fingerprints. A field one
+    side lacks (recorded only by a later pricer, or only for one kind of predictor) is a change, not a mismatch."""
+    changes = _diff(baseline.decisive, now.decisive) + _diff(baseline.context, now.context)
+    refused = [c for c in changes if c.field in COMPARABLE and None not in (c.baseline, c.now)]
+    return refused, [c for c in changes if c not in refused]
 
-    def diff(a: Mapping[str, Scalar], b: Mapping[str, Scalar]) -> list[FieldChange]:
-        return [FieldChange(field=k, baseline=a.get(k), now=b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
-    return diff(baseline.decisive, now.decisive), diff(baseline.context, now.context)
+def _diff(a: Mapping[str, Scalar], b: Mapping[str, Scalar]) -> list[FieldChange]:
+    return [FieldChange(field=k, baseline=a.get(k), now=b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def machine_info() -> dict[str, Scalar]:
@@ -89,7 +100,7 @@ def today() -> str:
 
 
 def split_fields(flat: Mapping[str, Scalar]) -> Fingerprint:
-    """A run's recorded fields, split: those in DECISIVE make a baseline not comparable, the rest are context."""
+    """A run's recorded fields, split: those in DECISIVE say what made the predictions, the rest are context."""
     decisive = {k: flat[k] for k in DECISIVE if k in flat}
     return Fingerprint(decisive=decisive, context={k: v for k, v in flat.items() if k not in decisive})
 

@@ -113,7 +113,7 @@ class Verdict:
     name: str
     reasons: tuple[str, ...]
     not_comparable: tuple[FieldChange, ...] = ()
-    noise: tuple[FieldChange, ...] = ()
+    changes: tuple[FieldChange, ...] = ()  # what changed since the baseline: what the verdict judges
     baseline_error: float = math.nan
     now_error: float = math.nan
     delta: PairedDelta | None = None  # Error's test, as the summary line prints it
@@ -124,6 +124,8 @@ class Verdict:
     judgements: tuple[Judgement, ...] = ()
     tail: TailCheck | None = None
     cross_class: str | None = None  # "baseline cpu-bfloat16, now cuda-bfloat16" when gated across classes
+    # The same run judged against other references: the target branch's baseline, the anchor drift is measured from.
+    references: tuple[tuple[str, Verdict], ...] = ()
 
     def summary_line(self, width: str) -> str:
         """One line for the end-of-run summary: status, Error tested and plain, the other measures, the tail."""
@@ -131,6 +133,7 @@ class Verdict:
         if d is None:
             return f"{width}: {self.reasons[0]} ({', '.join(c.field for c in self.not_comparable)})"
         failed = [j.measure.name for j in self.judgements if j.failed] + (["tail"] if self.tail and self.tail.failed else [])
+        failed += [f"against {label}" for label, v in self.references if v.worse]
         status = "ok" if self.passed else f"WORSE ({', '.join(failed) or 'a plain limit'})"
         others = "; ".join(f"{j.measure.name} {j.measure.amount(j.worsening)} (p={j.p_holm:.3f})"
                            for j in self.judgements[1:])
@@ -138,7 +141,20 @@ class Verdict:
         tail = f"; absurd answers {len(self.tail.items)}" if self.tail else ""
         return (f"{width}: {status} Error ${self.baseline_error:,.2f} -> ${self.now_error:,.2f} "
                 f"(tested {d.mean:+,.2f}, CI [{d.ci[0]:+,.2f}, {d.ci[1]:+,.2f}], p={d.p_worse:.3f}; mean {mean:+,.2f}); "
-                f"{others}{tail}; detectable ${self.mde:,.2f}, tolerance ${self.tolerance:,.2f}")
+                f"{others}{tail}; detectable ${self.mde:,.2f}, tolerance ${self.tolerance:,.2f}"
+                + "".join(f"; against {label}: {v.status()}" for label, v in self.references))
+
+    @property
+    def worse(self) -> bool:
+        """Judged and failed: not comparable is another matter."""
+        return not self.passed and not self.not_comparable
+
+    def status(self) -> str:
+        """One word or so: ok, WORSE (the failing measures) or not comparable (the fields)."""
+        if self.not_comparable:
+            return f"not comparable ({', '.join(c.field for c in self.not_comparable)})"
+        failed = [j.measure.name for j in self.judgements if j.failed] + (["tail"] if self.tail and self.tail.failed else [])
+        return "ok" if self.passed else f"WORSE ({', '.join(failed) or 'a plain limit'})"
 
     def message(self, *, accept: str = "") -> str:
         """The failure text: what, how much, how sure, which items, and how to accept it."""
@@ -149,11 +165,12 @@ class Verdict:
             lines.append(f"across hardware classes ({self.cross_class}): the cross-class rule applies (wider "
                          "tolerances, as greedy decodes differ between devices and compute dtypes)")
         if self.not_comparable:
-            lines.append("not comparable: the baseline was made from other inputs:")
+            lines.append("not comparable: the baseline prices other items, or at another width:")
             lines += [f"  {c.field}: baseline {c.baseline!r}, now {c.now!r}" for c in self.not_comparable]
-        if self.noise:
-            lines.append("context differs (adds noise; the statistics decide):")
-            lines += [f"  {c.field}: baseline {c.baseline!r}, now {c.now!r}" for c in self.noise]
+        if self.changes:
+            judged = "" if self.not_comparable else " (judged by the verdict)"
+            lines.append(f"what changed since the baseline{judged}:")
+            lines += [f"  {c.field}: baseline {c.baseline!r}, now {c.now!r}" for c in self.changes]
         if self.rows:
             rows = [*self.rows, self.tail.row()] if self.tail else self.rows
             lines.append(format_table(ROW_HEADERS, rows))
@@ -173,6 +190,9 @@ class Verdict:
                 f"now ${w.now:,.2f} ({w.measure} {w.amount})"
                 for w in self.worst
             ]
+        for label, reference in self.references:
+            lines.append(f"against {label}:")
+            lines += [f"  {line}" for line in reference.message().splitlines()]
         if not self.passed and accept:
             lines.append(f"if this change is intended, accept it with: {accept}")
         return "\n".join(lines)
@@ -239,16 +259,16 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
     """Fail when the run is not comparable, breaks a plain limit, or is measurably worse than its baseline on
     any course measure. `cross_class`: the baseline was made on purpose on another hardware class. `intervals`:
     False skips the bootstrap CIs, which never change a verdict."""
-    decisive, noise = differences(baseline.fingerprint, fingerprint)
+    refused, changes = differences(baseline.fingerprint, fingerprint)
     mismatched = [
         i for i, (b, item) in enumerate(zip(baseline.items, run.items)) if b.index != item.index or b.truth != item.price
     ]
     if len(baseline.items) != len(run.items) or mismatched:
-        decisive.append(FieldChange(field="items", baseline=f"{len(baseline.items)} items",
-                                    now=f"{len(run.items)} items, {len(mismatched)} with another index or price"))
-    if decisive:
+        refused.append(FieldChange(field="items", baseline=f"{len(baseline.items)} items",
+                                   now=f"{len(run.items)} items, {len(mismatched)} with another index or price"))
+    if refused:
         return Verdict(passed=False, name=run.name, reasons=("not comparable with the baseline",),
-                       not_comparable=tuple(decisive), noise=tuple(noise))
+                       not_comparable=tuple(refused), changes=tuple(changes))
 
     if cross_class:
         config = config.across_classes()
@@ -274,7 +294,7 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
     # at 8 and 32 bits are not the class's.
     classes = classes or (class_of_fingerprint(baseline.fingerprint), class_of_fingerprint(fingerprint))
     return Verdict(
-        passed=not reasons, name=run.name, reasons=tuple(reasons), noise=tuple(noise),
+        passed=not reasons, name=run.name, reasons=tuple(reasons), changes=tuple(changes),
         baseline_error=math.fsum(error.measure.before) / len(error.measure.before), now_error=run.metrics.error,
         delta=PairedDelta(mean=error.worsening, ci=error.ci, p_worse=error.p_worse, confidence=CONFIDENCE),
         tolerance=error.measure.tolerance, mde=error.detectable, rows=tuple(rows), worst=tuple(worst),

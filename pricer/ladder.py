@@ -82,7 +82,7 @@ class SavedRun:
 
 def read_saved_run(path: Path) -> SavedRun:
     """One stored run, scored again from its guesses; stored items keep index, title and price, not the prompt,
-    which scoring does not need (the fingerprint's data_sha256 stands for the prompts)."""
+    which scoring does not need (the fingerprint's prompts_sha256 stands for them)."""
     from pricer.baselines import read_baseline
     from pricer.data import Item
     from pricer.evaluate import score_run

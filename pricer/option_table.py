@@ -184,8 +184,19 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="baselines", plugin="--pricer-baselines", metavar="DIR", parse=options.folder, relative=True,
            default="baselines", example="baselines",
            help="folder of stored baselines, relative to the ini file"),
+    Option(name="baseline_name", plugin="--pricer-baseline-name", metavar="NAME", parse=options.baseline_name,
+           shown="the model's folder name, then '+' and the adapter's", example="price-model",
+           help="the folder under the baselines folder this model's baselines live in: keep it when a merge changes "
+           "the model, adapter or prompt, so the change is judged against the baseline it replaces"),
     Option(name="reason", plugin="--pricer-reason", metavar="TEXT",
            help="why the baselines are rewritten (with --update-baselines)"),
+    Option(name="accept_worse", plugin="--pricer-accept-worse", metavar="TRADE-OFF",
+           help="with --update-baselines: store a run the gate judges WORSE than the baseline it replaces, naming "
+           "the trade-off (e.g. '4-bit to halve memory'); it is kept in the baseline beside the reason, and later "
+           "drift is measured from this run"),
+    Option(name="against", plugin="--pricer-against", metavar="REF", parse=options.git_ref,
+           help="also judge each width against its baseline as committed at this git ref (e.g. origin/main), so a "
+           "change that rewrites its own baseline is still judged against the target branch's"),
     _gate("tolerance_share", name="tolerance", cli="--tolerance", commands=("compare",), plugin="--pricer-tolerance",
           metavar="SHARE", parse=options.share,
           help=f"worsening of Error (its {_TRIM}-trimmed mean per-item change) tolerated even when significant, as a "

@@ -223,6 +223,32 @@ def hardware_class(option: str) -> Callable[[str], str]:
     return parse
 
 
+def baseline_name(option: str) -> Callable[[str], str]:
+    """A name for a model's baselines folder: letters, digits, '.', '_', '+' and '-', no path."""
+
+    def parse(value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", value):
+            raise argparse.ArgumentTypeError(
+                f"{option}: {value!r} is not a baselines folder name: use letters, digits, '.', '_', '+' and '-', "
+                "starting with a letter or digit, e.g. 'price-model'")
+        return value
+
+    return parse
+
+
+def git_ref(option: str) -> Callable[[str], str]:
+    """A git revision as `git rev-parse` takes it (origin/main, a tag, a commit); git itself says whether it exists."""
+
+    def parse(value: str) -> str:
+        if not value.strip() or value.startswith("-") or any(c.isspace() or c in "~^:?*[\\" for c in value):
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is not a git branch, tag or commit, e.g. origin/main")
+        return value
+
+    return parse
+
+
 def without(args: Sequence[str], *, options: tuple[str, ...] = (), switches: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Command-line arguments without these options (with their values, spaced or after "=") and switches."""
     kept, skip = [], False

@@ -14,10 +14,12 @@ from pricer.baselines import Baseline, read_baseline, write_baseline
 from pricer.errors import BaselineError, OptionError
 from pricer.gate import Detectable, Verdict, compare, detectable
 from pricer.options import without
+from pricer.references import anchor_label, replaced_what, verdict_word, with_references
 from pricer.tail import visibility
 from pricer.widths import ORDER
 
 if TYPE_CHECKING:
+    from pricer.git_refs import CommittedBaseline
     from pricer.predict import DecodingPolicy
     from pricer.session import EvalSession
 
@@ -89,7 +91,8 @@ class WidthGates:
         return DecodingPolicy.batching_from(baseline.fingerprint.context, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
 
     def check(self, width: str) -> Verdict:
-        """Compare the width's run with its baseline; rewrite the baseline when asked (and still fail)."""
+        """Compare the width's run with its baseline (and the references the options add: the target branch's
+        baseline, the anchor drift is measured from); rewrite the baseline when asked, judged first (and still fail)."""
         home, settings = self.session.home, self.session.settings
         path = home.path(width)
         self.used_baselines.append(path)
@@ -101,17 +104,42 @@ class WidthGates:
                 f"on a {home.asked_class} machine, or leave out --pricer-baseline-class to rewrite {path}"))
         try:
             stored = self.baseline(width)
-        except BaselineError as exc:  # damaged: named, never rewritten over unseen
+            committed = self._committed(width) if settings.against and not settings.update else None
+        except (BaselineError, OptionError) as exc:  # damaged: named, never rewritten over unseen
             self._fail(width, exc)
         if not settings.update and stored is None:  # before the minutes a model takes to run
             self._fail(width, BaselineError(self._missing_text(width, path)))
         run = self.session.run(width)
         if settings.update:
             self._fail(width, BaselineError(self._rewrite(width, path, previous=stored)))
-        verdict = compare(stored, run, self.session.fingerprint(width), settings.gate, cross_class=home.cross_class,
-                          classes=(home.baseline_class, home.machine_class))
-        self.outcomes.append(Outcome(width=width, path=path, text=verdict.summary_line(width), passed=verdict.passed))
+        verdict = self._judge(width, stored)
+        references = []
+        if committed is not None and not committed.unchanged:
+            references.append((committed.label, self._judge(width, committed.baseline)))
+        anchor = stored.anchored()
+        if anchor is not None:
+            references.append((anchor_label(stored.anchor), self._judge(width, anchor)))
+        verdict = with_references(verdict, references)
+        text = verdict.summary_line(width)
+        if committed is not None and committed.unchanged:
+            text += f"; the baseline is as on {committed.label}"
+        other = replaced_what(verdict)
+        if verdict.passed and other:
+            text += (f"\n  {width}: the baseline describes another {other}: make this run the new baseline with: "
+                     f"{self.accept_command(width, reason='why it changed')}")
+        self.outcomes.append(Outcome(width=width, path=path, text=text, passed=verdict.passed))
         return verdict
+
+    def _judge(self, width: str, baseline: Baseline) -> Verdict:
+        """The run of this width against one baseline, with the class rule this session's home decides."""
+        home = self.session.home
+        return compare(baseline, self.session.run(width), self.session.fingerprint(width), self.session.settings.gate,
+                       cross_class=home.cross_class, classes=(home.baseline_class, home.machine_class))
+
+    def _committed(self, width: str) -> CommittedBaseline:
+        from pricer.git_refs import baseline_at
+
+        return baseline_at(self.session.settings.against, self.session.home.path(width))
 
     def _fail(self, width: str, error: Exception) -> None:
         self.outcomes.append(Outcome(width=width, path=self.session.home.path(width), text=str(error), passed=False))
@@ -133,10 +161,21 @@ class WidthGates:
         return text
 
     def _rewrite(self, width: str, path: Path, *, previous: Baseline | None) -> str:
-        """Write the width's baseline from this run; the text says what moved (a rewrite never gates green)."""
-        run, reason = self.session.run(width), self.session.settings.reason
-        write_baseline(path, run=run, fingerprint=self.session.fingerprint(width), reason=reason or "",
-                       previous=previous)
+        """Judge this run against the baseline it replaces, then write it (a WORSE one only with the trade-off
+        named); the text says what moved and how it was judged (a rewrite never gates green)."""
+        run, settings = self.session.run(width), self.session.settings
+        reason, trade_off = settings.reason or "", (settings.accept_worse or "").strip()
+        judged = self._judge(width, previous) if previous is not None else None
+        if judged is not None and judged.not_comparable:
+            judged = None  # other items or width: nothing to pair with, the message says what differs
+        if judged is not None and judged.worse and not trade_off:
+            accept = self.accept_command(width, reason=reason, trade_off="what is gained for it")
+            raise BaselineError(f"{path}: not rewritten: this run is WORSE than the baseline it would replace:\n"
+                                f"{judged.message()}\nto store it all the same, name the trade-off: {accept}")
+        kept = trade_off if judged is not None and judged.worse else ""
+        word = verdict_word(judged) if judged is not None else ""
+        write_baseline(path, run=run, fingerprint=self.session.fingerprint(width), reason=reason,
+                       previous=previous, verdict=word + (f", accepted: {kept}" if kept else ""), trade_off=kept)
         moved = ""
         if previous is not None:
             delta = round(run.metrics.error - previous.metrics["error"], 2) + 0.0  # never "-0.00"
@@ -144,7 +183,14 @@ class WidthGates:
             if len(run.items) < len(previous.items):  # e.g. a --pricer-n 4 trial rewriting the committed 250
                 moved += (f"; WARNING: {len(run.items)} items replace {len(previous.items)}, so later gates "
                           f"see only {len(run.items)}: restore it from git unless that is meant")
-        return f"{path}: baseline rewritten{moved}, reason: {reason}; a rewrite never gates green, re-run to gate"
+        text = f"{path}: baseline rewritten{moved}, reason: {reason}; a rewrite never gates green, re-run to gate"
+        if judged is not None:
+            text += (f"\njudged against the baseline it replaces: {word}"
+                     + (f"; stored as a trade-off: {kept} (drift is measured from this run on)" if kept else "")
+                     + f"\n{judged.message()}")
+        elif settings.accept_worse:
+            text += "\n--pricer-accept-worse was not needed: there was no comparable baseline to be worse than"
+        return text
 
     def detectability(self, width: str) -> Detectability | None:
         """Per measure, the smallest worsening the gate sees at 80% power, and why it is too coarse, if it is;
@@ -169,11 +215,14 @@ class WidthGates:
         return Detectability(measures=found, tail=tail, too_coarse=f"neither Error nor log error can see a "
                                                                    f"{MEANINGLESS_SHARE:.0%} worsening ({shares})")
 
-    def accept_command(self, width: str, *, reason: str = "...") -> str:
+    def accept_command(self, width: str, *, reason: str = "...", trade_off: str | None = None) -> str:
         """The command that rewrites this width's baseline with this run's other options."""
         s = self.session.settings
         only = () if s.predictor else ("--pricer-bits", width.removesuffix("bit"))
-        args = (*without(s.rerun_args, options=("--pricer-baseline-class",)), *only, "--update-baselines", "--pricer-reason", reason)
+        dropped = ("--pricer-baseline-class", "--pricer-against", "--pricer-accept-worse", "--pricer-reason")
+        worse = ("--pricer-accept-worse", trade_off) if trade_off else ()
+        args = (*without(s.rerun_args, options=dropped, switches=("--update-baselines",)), *only, "--update-baselines",
+                "--pricer-reason", reason, *worse)
         return shlex.join(("pytest", *args))
 
     def adopt(self, *, outcomes: Iterable[Outcome] = (), used: Iterable[Path] = ()) -> None:

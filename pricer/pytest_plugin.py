@@ -139,6 +139,10 @@ def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
     update = config.getoption("update_baselines")
     if update and not (v["reason"] or "").strip():
         raise pytest.UsageError("--update-baselines needs --pricer-reason 'why the baselines move'")
+    if v["accept_worse"] is not None and not (update and v["accept_worse"].strip()):
+        raise pytest.UsageError("--pricer-accept-worse names the trade-off that lets --update-baselines store a run "
+                                "judged worse, e.g. --pricer-accept-worse='4-bit to halve memory'; give it with "
+                                "--update-baselines, and not empty")
     _refuse_ignored(config, v)
     endpoint = _endpoint(config, v)
     return EvalSettings(
@@ -146,7 +150,8 @@ def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
         model=v["model"], predictor=v["predictor"], bits=endpoint.widths if endpoint else v["bits"],
         adapter=v["adapter"], device=v["device"], endpoint=endpoint,
         batch_size=v["batch_size"], token_budget=v["token_budget"], baseline_class=v["baseline_class"],
-        baselines=Path(v["baselines"]), update=update, reason=v["reason"],
+        baselines=Path(v["baselines"]), update=update, reason=v["reason"], baseline_name=v["baseline_name"],
+        accept_worse=v["accept_worse"], against=v["against"],
         gate=GateConfig(**{option.gate: v[option.name] for option in OPTIONS if option.gate}),
         max_tax_share=v["max_tax"],
         rerun_args=_rerun_args(config.invocation_params.args),

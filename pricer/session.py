@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pricer.baselines import write_baseline
-from pricer.data import DataSpec, Item, items_digest, load_items, refuse_single_file
+from pricer.data import DataSpec, Item, identity_digest, items_digest, load_items, refuse_single_file
 from pricer.evaluate import RunResult, evaluate
 from pricer.fingerprint import Fingerprint, llm_fields, machine_info, split_fields
 from pricer.hardware import BaselineHome
@@ -92,7 +92,8 @@ class EvalSession:
     def _predict(self, width: str) -> tuple[RunResult, Fingerprint]:
         s = self.settings
         flat: dict[str, Any] = {
-            "data_sha256": items_digest(self.items),
+            "items_sha256": identity_digest(self.items),
+            "prompts_sha256": items_digest(self.items),
             "n": len(self.items),
             "prompt": s.data.template or "text column",
             "data": s.data.source if not Path(s.data.source).exists() else Path(s.data.source).name,

@@ -32,6 +32,9 @@ class EvalSettings:
     baselines: Path = Path("baselines")
     update: bool = False
     reason: str | None = None
+    baseline_name: str | None = None  # the baselines folder's name; None: derived from the model and adapter
+    accept_worse: str | None = None  # the trade-off that lets --update-baselines store a WORSE run
+    against: str | None = None  # a git ref whose committed baselines each width is also judged against
     gate: GateConfig = field(default_factory=GateConfig)
     max_tax_share: float | None = None
     rerun_args: tuple[str, ...] = ("-m", "eval")  # how this run was invoked, for the accepting command
@@ -44,7 +47,9 @@ class EvalSettings:
 
     @property
     def model_name(self) -> str:
-        """The baseline folder's model name: the model, "+" its adapter's folder name."""
+        """The baseline folder's model name: the one asked for, else the model, "+" its adapter's folder name."""
+        if self.baseline_name:
+            return self.baseline_name
         if self.predictor:
             return self.predictor
         model = DEFAULT_MODEL_NAME if self.model == "default" else Path(self.model).name or self.model

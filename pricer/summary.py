@@ -48,11 +48,11 @@ def verdict_block(verdict: Verdict, *, title: str, baseline: Path | str, hardwar
     if verdict.cross_class:
         lines.append(f"- across hardware classes ({markdown_text(verdict.cross_class)}): the cross-class rule applies")
     if verdict.not_comparable:
-        lines += ["", "Not comparable: the baseline was made from other inputs:", ""]
+        lines += ["", "Not comparable: the baseline prices other items, or at another width:", ""]
         lines += [f"- `{c.field}`: baseline {_code(c.baseline)}, now {_code(c.now)}" for c in verdict.not_comparable]
-    if verdict.noise:
-        lines += ["", "<details><summary>Context differs (adds noise; the statistics decide)</summary>", ""]
-        lines += [f"- `{c.field}`: baseline {_code(c.baseline)}, now {_code(c.now)}" for c in verdict.noise]
+    if verdict.changes:
+        lines += ["", "<details><summary>What changed since the baseline</summary>", ""]
+        lines += [f"- `{c.field}`: baseline {_code(c.baseline)}, now {_code(c.now)}" for c in verdict.changes]
         lines += ["", "</details>"]
     tail = getattr(verdict, "tail", None)  # the tail rule, where the gate has one
     if verdict.rows:

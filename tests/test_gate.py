@@ -19,7 +19,7 @@ from pricer.ladder import quantization_ladder
 from pricer.measures import PairedMean
 from pricer.predict import Prediction
 
-FINGERPRINT = Fingerprint(decisive={"predictor": "random-forest", "data_sha256": "abc", "n": 250},
+FINGERPRINT = Fingerprint(decisive={"predictor": "random-forest", "items_sha256": "abc", "n": 250},
                           context={"cpu": "one machine"})
 
 
@@ -65,8 +65,8 @@ def test_another_machine_with_flipped_items_passes(baseline, clean_run):
     other_cpu = Fingerprint(decisive=FINGERPRINT.decisive, context={"cpu": "another machine"})
     verdict = compare(baseline, with_guesses(clean_run, guesses), other_cpu, GateConfig())
     assert verdict.passed, verdict.message()
-    assert [c.field for c in verdict.noise] == ["cpu"]
-    assert "context differs" in verdict.message()
+    assert [c.field for c in verdict.changes] == ["cpu"]
+    assert "what changed since the baseline (judged by the verdict):\n  cpu: " in verdict.message()
 
 
 def test_retrained_with_another_seed_passes(baseline, items, data_dir):
@@ -108,19 +108,30 @@ def test_gate_fails_when_the_prompt_is_corrupted(baseline, forest, clean_run):
     assert not verdict.passed, verdict.message()
 
 
-def test_wrong_bit_width_is_not_comparable(baseline, clean_run):
-    loaded_32 = Fingerprint(decisive={**FINGERPRINT.decisive, "quantization": "none"}, context=FINGERPRINT.context)
-    verdict = compare(baseline, clean_run, loaded_32, GateConfig())
+def test_another_bit_width_is_not_comparable(baseline, clean_run):
+    stored = dataclasses.replace(baseline, fingerprint=Fingerprint(decisive={**FINGERPRINT.decisive, "bits": 4}))
+    loaded_32 = Fingerprint(decisive={**FINGERPRINT.decisive, "bits": 32}, context=FINGERPRINT.context)
+    verdict = compare(stored, clean_run, loaded_32, GateConfig())
     assert not verdict.passed
-    assert [c.field for c in verdict.not_comparable] == ["quantization"]
+    assert [c.field for c in verdict.not_comparable] == ["bits"]
     assert "not comparable" in verdict.message()
 
 
-def test_baseline_made_on_other_data_is_not_comparable(baseline, clean_run):
-    other = Fingerprint(decisive={**FINGERPRINT.decisive, "data_sha256": "def"}, context=FINGERPRINT.context)
+@pytest.mark.parametrize("field", ["quantization", "model", "adapter_sha256", "prompts_sha256", "max_new_tokens"])
+def test_another_model_or_prompt_is_a_change_judged_not_refused(baseline, clean_run, field):
+    changed = Fingerprint(decisive={**FINGERPRINT.decisive, field: "other"}, context=FINGERPRINT.context)
+    verdict = compare(baseline, clean_run, changed, GateConfig())
+    assert verdict.passed and not verdict.not_comparable, verdict.message()
+    assert [c.field for c in verdict.changes] == [field]
+    assert f"what changed since the baseline (judged by the verdict):\n  {field}: baseline None, now 'other'" \
+        in verdict.message()
+
+
+def test_baseline_of_other_items_is_not_comparable(baseline, clean_run):
+    other = Fingerprint(decisive={**FINGERPRINT.decisive, "items_sha256": "def"}, context=FINGERPRINT.context)
     verdict = compare(baseline, clean_run, other, GateConfig())
     assert not verdict.passed
-    assert "data_sha256: baseline 'abc', now 'def'" in verdict.message()
+    assert "items_sha256: baseline 'abc', now 'def'" in verdict.message()
 
 
 def test_items_with_other_prices_are_not_comparable(baseline, clean_run):

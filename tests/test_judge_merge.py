@@ -1,0 +1,259 @@
+"""Judging the changes people merge: another model, prompt or decoding gets a verdict against the baseline it
+replaces; --update-baselines judges before it stores; --pricer-against judges against the target branch's baseline;
+the anchor keeps small losses from adding up. Classic predictors stand in for models (no LLM is loaded)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pricer.baselines import read_baseline
+
+N = 100  # enough items for the bag of words' lead over the constant guess to be significant
+NAME = "shop"  # the baselines folder every run here shares, whatever predictor made it
+EVAL_TEST = """
+import pytest
+
+pytestmark = pytest.mark.eval
+
+
+def test_accuracy_holds_against_baseline(pricer_gate):
+    pricer_gate.check()
+"""
+
+pytestmark = pytest.mark.usefixtures("late_imports")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_price_gate=EVAL_TEST)
+    return pytester
+
+
+def gate(pytester: pytest.Pytester, data: Path, predictor: str, *args: str) -> pytest.RunResult:
+    """`pytest -m eval` gating a classic predictor under the shared baselines name."""
+    return pytester.runpytest("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", predictor,
+                              f"--pricer-baseline-name={NAME}", "--pricer-n", str(N), f"--pricer-data={data}", *args)
+
+
+def stored(pytester: pytest.Pytester) -> Path:
+    return pytester.path / "baselines" / NAME / "classic.json"
+
+
+def update(pytester: pytest.Pytester, data: Path, predictor: str, reason: str, *args: str) -> pytest.RunResult:
+    return gate(pytester, data, predictor, "--update-baselines", "--pricer-reason", reason, *args)
+
+
+def test_another_model_is_judged_better_against_the_baseline_it_replaces_not_refused(project, data_dir):
+    update(project, data_dir, "constant", "first").assert_outcomes(failed=1)
+
+    result = gate(project, data_dir, "bow", "-rA")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "what changed since the baseline (judged by the verdict):",
+        "  predictor: baseline 'constant', now 'bow'",
+        "Error * ok*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*the baseline describes another model: make this run the new baseline with: pytest * --update-baselines*",
+    ])
+    assert "not comparable" not in result.stdout.str()
+
+
+def test_another_model_that_is_worse_fails_with_the_table(project, data_dir):
+    update(project, data_dir, "bow", "first").assert_outcomes(failed=1)
+
+    result = gate(project, data_dir, "constant")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*classic.json: constant: FAILED: * is worse by*", "measure *", "Error * WORSE"])
+
+
+def test_update_refuses_a_worse_run_and_keeps_the_baseline(project, data_dir):
+    update(project, data_dir, "bow", "first").assert_outcomes(failed=1)
+    before = stored(project).read_bytes()
+
+    result = update(project, data_dir, "constant", "cheaper to serve")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*classic.json: not rewritten: this run is WORSE than the baseline it would replace:",
+        "to store it all the same, name the trade-off: pytest * --update-baselines --pricer-reason "
+        "'cheaper to serve' --pricer-accept-worse 'what is gained for it'",
+    ])
+    assert stored(project).read_bytes() == before
+
+
+def test_update_stores_a_worse_run_with_the_trade_off_named_and_drift_restarts_there(project, data_dir):
+    update(project, data_dir, "bow", "first").assert_outcomes(failed=1)
+
+    result = update(project, data_dir, "constant", "cheaper to serve", "--pricer-accept-worse=no model to serve")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["judged against the baseline it replaces: WORSE (*); stored as a trade-off: "
+                                 "no model to serve (drift is measured from this run on)"])
+    baseline = read_baseline(stored(project))
+    assert baseline.trade_off == "no model to serve"
+    assert baseline.verdict.startswith("WORSE (") and baseline.verdict.endswith(", accepted: no model to serve")
+    assert baseline.anchor is None  # the accepted trade-off is the new reference
+    assert [h.reason for h in baseline.history] == ["first"]
+
+
+def test_update_records_how_the_new_baseline_was_judged_and_anchors_the_first(project, data_dir):
+    update(project, data_dir, "constant", "first").assert_outcomes(failed=1)
+    first = read_baseline(stored(project))
+
+    update(project, data_dir, "bow", "a real model").assert_outcomes(failed=1)
+
+    baseline = read_baseline(stored(project))
+    assert baseline.verdict and not baseline.verdict.startswith("WORSE"), baseline.verdict
+    assert baseline.anchor is not None and baseline.anchor.items == first.items
+    assert baseline.anchor.reason == "first"
+    assert (baseline.history[0].reason, baseline.history[0].verdict) == ("first", "")
+
+
+def test_accept_worse_without_update_is_a_usage_error(project, data_dir):
+    result = gate(project, data_dir, "constant", "--pricer-accept-worse=cheaper")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --pricer-accept-worse names the trade-off*give it with --update-baselines*"])
+
+
+def test_drift_past_the_tolerance_fails_against_the_anchor_though_each_step_passed(tmp_path, data_dir):
+    from pricer.compare import compare_run, read_run
+    from pricer.gate import GateConfig
+
+    chain, path = write_chain(tmp_path, data_dir, shares=(1.0, 1.06, 1.12, 1.18))
+    baseline = read_baseline(path)
+    last = read_run(chain[-1])
+
+    comparison = compare_run(baseline, last, GateConfig(), intervals=False)
+
+    step, drift = comparison.verdict, comparison.verdict.references[0][1]
+    assert not step.passed and drift.worse, step.message()
+    assert not any(j.failed for j in step.judgements), "the last step alone is within its tolerance"
+    assert "against the anchor of " in step.message() and "(step 0)" in step.message()
+
+
+def write_chain(folder: Path, data: Path, *, shares: tuple[float, ...]) -> tuple[list[Path], Path]:
+    """A baseline rewritten once per share (each run's guesses `share` times further from the truth, in log terms, than the
+    bag of words'), the last share left as a run file: each step small, their sum large."""
+    from pricer.baselines import write_baseline
+    from pricer.classic import train_classic
+    from pricer.data import DataSpec, load_items
+    from pricer.evaluate import score_run
+    from pricer.fingerprint import Fingerprint
+    from pricer.predict import Prediction
+
+    items = load_items(DataSpec(source=str(data), n=N))
+    bow = train_classic("bow", load_items(DataSpec(source=str(data), split="train", n=None)))
+    honest = bow.predict(items)
+    fingerprint = Fingerprint(decisive={"predictor": "bow", "n": N})
+    path, runs = folder / "baselines" / "classic.json", []
+    for step, share in enumerate(shares):
+        guesses = [Prediction(guess=item.price * (p.guess / item.price) ** share, completion=None, parsed=True)
+                   for item, p in zip(items, honest)]
+        run = score_run("bow", items, guesses)
+        target = path if step < len(shares) - 1 else folder / "run.json"
+        previous = read_baseline(path) if path.exists() and target == path else None
+        write_baseline(target, run=run, fingerprint=fingerprint, reason=f"step {step}", previous=previous)
+        runs.append(target)
+    return runs, path
+
+
+# --pricer-against: a pull request that rewrites its own baseline is still judged against main's.
+
+def git(cwd: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def two_commits(project: pytest.Pytester, data_dir: Path) -> pytest.Pytester:
+    """main: the bag of words' baseline; branch `change`: the constant guess, its baseline rewritten as a trade-off."""
+    update(project, data_dir, "bow", "first").assert_outcomes(failed=1)
+    git(project.path, "init", "-q", "-b", "main")
+    git(project.path, "add", "-A")
+    git(project.path, "commit", "-q", "-m", "bag of words")
+    git(project.path, "checkout", "-q", "-b", "change")
+    update(project, data_dir, "constant", "simpler", "--pricer-accept-worse=simpler").assert_outcomes(failed=1)
+    git(project.path, "commit", "-q", "-am", "constant, baseline rewritten")
+    return project
+
+
+def test_a_change_that_rewrote_its_baseline_fails_against_main(two_commits, data_dir):
+    result = gate(two_commits, data_dir, "constant", "--pricer-against=main")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*classic.json: constant: FAILED: against main (*): * is worse by*",
+        "against main (*):",
+        "  constant: FAILED: * is worse by*",
+    ])
+
+
+def test_against_passes_where_the_baseline_is_as_on_main(two_commits, data_dir):
+    git(two_commits.path, "checkout", "-q", "main")
+
+    result = gate(two_commits, data_dir, "bow", "--pricer-against=main", "-rA")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*the baseline is as on main (*)*"])
+
+
+def test_against_an_unknown_ref_names_it_and_the_fetch(two_commits, data_dir):
+    result = gate(two_commits, data_dir, "constant", "--pricer-against=origin/main")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*--pricer-against origin/main: no such branch, tag or commit in *; fetch it first "
+                                 "(git fetch origin main)*"])
+
+
+def test_against_in_a_shallow_clone_says_to_fetch_history(two_commits, data_dir, tmp_path):
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "1", "--branch", "change", f"file://{two_commits.path}", str(clone))
+    (clone / "test_price_gate.py").write_text(EVAL_TEST)
+
+    result = subprocess.run(
+        ["python", "-m", "pytest", "-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant",
+         f"--pricer-baseline-name={NAME}", "--pricer-n", str(N), f"--pricer-data={data_dir}",
+         "--pricer-against=origin/main"], cwd=clone, capture_output=True, text=True)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "this clone is shallow and lacks it" in result.stdout and "fetch-depth: 0" in result.stdout
+
+
+def test_against_a_ref_without_the_baseline_says_it_is_new_there(two_commits, data_dir):
+    args = ("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant", "--pricer-baseline-name=other",
+            "--pricer-n", str(N), f"--pricer-data={data_dir}")
+    two_commits.runpytest(*args, "--update-baselines", "--pricer-reason=new").assert_outcomes(failed=1)
+
+    result = two_commits.runpytest(*args, "--pricer-against=main")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*other/classic.json: no such baseline at main (*)*gate without --pricer-against*"])
+
+
+# The project's own two models: the fine-tuned adapter against the base model's baselines, same items.
+
+@pytest.mark.parametrize("width", ["4bit", "8bit", "16bit", "32bit"])
+def test_the_fine_tuned_model_is_judged_against_the_base_models_baseline(width):
+    from pricer.compare import compare_files
+    from pricer.gate import GateConfig
+
+    root = Path(__file__).parent.parent / "baselines"
+    base = root / "smollm2-135m-instruct" / "cpu-float32" / f"{width}.json"
+    tuned = root / "smollm2-135m-instruct-smollm2-135m-pricer" / "cpu-float32" / f"{width}.json"
+
+    verdict = compare_files(base, tuned, GateConfig()).verdict
+
+    assert verdict.passed and not verdict.not_comparable, verdict.message()
+    assert [c.field for c in verdict.changes][:1] == ["adapter_sha256"]
+    assert verdict.judgements[1].worsening < 0  # log error: far better
+    assert json.loads(tuned.read_text())["metrics"]["error"] < json.loads(base.read_text())["metrics"]["error"]
