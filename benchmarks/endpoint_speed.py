@@ -2,7 +2,8 @@
 
     python benchmarks/endpoint_speed.py --n 16 --data PATH [--out benchmarks/results/endpoint-speed.json]
 
-In-process: the default model at 32 bits, token-budget batches (the gate's default). Served: the same model by
+In-process: the default model at 32 bits, token-budget batches (the gate's default), on --threads torch threads
+(default 1, as the server gets: on a busy 2-core machine two spinning OpenMP threads made a request 10x slower). Served: the same model by
 `transformers serve` (float32, one OpenMP thread) on 127.0.0.1, asked at concurrency 1, 4 and 16 with an empty
 answer store each time, so every item is asked. Each path answers one item first, untimed (the server's first
 request and the first generate call are slow). The ratio is a path's seconds over the in-process seconds.
@@ -47,7 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", metavar="PATH", help="data folder or file. Default: $PRICER_DATA, else the hub dataset")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/endpoint-speed.json"), metavar="PATH",
                         help="Default: %(default)s")
+    parser.add_argument("--threads", type=positive_int("--threads"), default=1, metavar="N",
+                        help="torch CPU threads of the in-process run (the server runs one). Default: %(default)r")
     args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     items = load_items(DataSpec(source=resolve_source(args.data), n=args.n + 1))
     warm, prompts = items[0].prompt, [item.prompt for item in items[1:]]
@@ -85,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         print(f"{row['path']:>10} {row['concurrency'] or '-':>11} {row['seconds'] / len(prompts):>7.3f} "
               f"{row['ratio']:>13.2f} {row['differ']:>15}")
-    write_json(args.out, {"n": len(prompts), "model": SERVED_ID, "bits": 32, "rows": rows,
+    write_json(args.out, {"n": len(prompts), "model": SERVED_ID, "bits": 32, "rows": rows, "threads": args.threads,
                           "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                           "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
                           "command": "python benchmarks/endpoint_speed.py " + " ".join(argv or sys.argv[1:])})
