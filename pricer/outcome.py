@@ -169,7 +169,7 @@ class WidthGates:
         if judged is not None and judged.not_comparable:
             judged = None  # other items or width: nothing to pair with, the message says what differs
         if judged is not None and judged.worse and not trade_off:
-            accept = self.accept_command(width, reason=reason, trade_off="what is gained for it")
+            accept = self.accept_command(width, reason=reason, trade_off="what it buys")
             raise BaselineError(f"{path}: not rewritten: this run is WORSE than the baseline it would replace:\n"
                                 f"{judged.message()}\nto store it all the same, name the trade-off: {accept}")
         kept = trade_off if judged is not None and judged.worse else ""

@@ -139,6 +139,9 @@ def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
     update = config.getoption("update_baselines")
     if update and not (v["reason"] or "").strip():
         raise pytest.UsageError("--update-baselines needs --pricer-reason 'why the baselines move'")
+    if v["against"] and update:
+        raise pytest.UsageError(f"--pricer-against {v['against']} judges a gate against a branch's baselines; "
+                                "--update-baselines judges the run against the baseline it replaces: give one")
     if v["accept_worse"] is not None and not (update and v["accept_worse"].strip()):
         raise pytest.UsageError("--pricer-accept-worse names the trade-off that lets --update-baselines store a run "
                                 "judged worse, e.g. --pricer-accept-worse='4-bit to halve memory'; give it with "
@@ -351,7 +354,9 @@ class Gate:
         else:
             self.verdicts[self.width] = verdict.passed
             path = self.session.home.path(self.width)
-            accept = "" if verdict.passed else self.session.gates.accept_command(self.width, reason="why")
+            # A WORSE run is stored only with the trade-off named (--pricer-accept-worse): the command asks for it.
+            accept = "" if verdict.passed else self.session.gates.accept_command(
+                self.width, reason="why", trade_off="what it buys" if verdict.worse else None)
             chart, chart_line = self._chart(verdict)
             shown = {"baseline": self._shown(path), "hardware": hardware,
                      "chart": self._shown(chart) if chart else None}

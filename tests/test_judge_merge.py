@@ -84,7 +84,7 @@ def test_update_refuses_a_worse_run_and_keeps_the_baseline(project, data_dir):
     result.stdout.fnmatch_lines([
         "*classic.json: not rewritten: this run is WORSE than the baseline it would replace:",
         "to store it all the same, name the trade-off: pytest * --update-baselines --pricer-reason "
-        "'cheaper to serve' --pricer-accept-worse 'what is gained for it'",
+        "'cheaper to serve' --pricer-accept-worse 'what it buys'",
     ])
     assert stored(project).read_bytes() == before
 
@@ -122,6 +122,27 @@ def test_accept_worse_without_update_is_a_usage_error(project, data_dir):
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --pricer-accept-worse names the trade-off*give it with --update-baselines*"])
+
+
+def test_against_with_update_is_a_usage_error(project, data_dir):
+    result = update(project, data_dir, "constant", "first", "--pricer-against=main")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --pricer-against main judges a gate against a branch's baselines; *"])
+
+
+def test_an_anchor_of_other_items_is_refused_naming_the_file(tmp_path, data_dir):
+    from pricer.errors import BaselineError
+
+    _, path = write_chain(tmp_path, data_dir, shares=(1.0, 1.1, 1.2))
+    raw = json.loads(path.read_text())
+    raw["anchor"]["items"][0]["truth"] += 1
+    raw.pop("checksum")
+    from pricer.baselines import _checksum
+
+    path.write_text(json.dumps({**raw, "checksum": _checksum(raw)}))
+    with pytest.raises(BaselineError, match=r"classic.json: anchor: its items are not the baseline's"):
+        read_baseline(path)
 
 
 def test_drift_past_the_tolerance_fails_against_the_anchor_though_each_step_passed(tmp_path, data_dir):

@@ -291,8 +291,10 @@ def test_readme_accepts_the_failing_change_with_the_command_the_gate_prints(fail
     accepting = [block[0] for block in indented_blocks(README) if "--update-baselines --pricer-reason" in block[0]
                  and not block[0].startswith("$")]
     assert len(accepting) == 1, "the README should show the accepting command once, with a reason of its own"
-    *command, reason = shlex.split(accepting[0])
-    assert command == shlex.split(printed[0])[:-1] and reason != "why"
+    *command, reason, option, trade_off = shlex.split(accepting[0])
+    *printed_command, _, printed_option, _ = shlex.split(printed[0])
+    assert command == printed_command and option == printed_option == "--pricer-accept-worse"
+    assert reason != "why" and trade_off != "what it buys"
 
 
 def test_readme_stays_under_150_lines() -> None:
