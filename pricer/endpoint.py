@@ -386,8 +386,9 @@ class EndpointPredictor:
         if not indices:
             return answered, failed
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pricer-endpoint")
+        stop = threading.Event()  # set by the worker meeting a _Stop, so that no other request is sent after it
         try:
-            pending: dict[Future, int] = {pool.submit(self._one, prompts[i], end): i for i in indices}
+            pending: dict[Future, int] = {pool.submit(self._one, prompts[i], end, stop): i for i in indices}
             while pending:
                 done, _ = wait(pending, timeout=max(end - time.monotonic(), 0), return_when=FIRST_COMPLETED)
                 if not done:  # the deadline passed with requests in flight
@@ -410,11 +411,17 @@ class EndpointPredictor:
             pool.shutdown(wait=False, cancel_futures=True)
         return answered, sorted(failed, key=lambda f: f.index)
 
-    def _one(self, prompt: str, end: float) -> str:
+    def _one(self, prompt: str, end: float, stop: threading.Event) -> str:
+        if stop.is_set():
+            raise EndpointError("not asked: the run stopped")
         if time.monotonic() >= end:
             raise EndpointError(f"the run's deadline ({self.config.deadline:g} s, --pricer-endpoint-deadline) passed")
         self.asked += 1  # one thread at a time per item; a lost increment would only under-count a statistic
-        return self.client.completion(self.body(prompt))
+        try:
+            return self.client.completion(self.body(prompt))
+        except _Stop:
+            stop.set()
+            raise
 
     def _no_answer_message(self, failed: list[NoAnswer], *, total: int, answered: int) -> str:
         causes = Counter(_cause_kind(f.cause) for f in failed)
