@@ -48,7 +48,8 @@ def _eval_command(commands: argparse._SubParsersAction) -> None:
     )
     groups = {"data": ev.add_argument_group("data"),
               "predictor": ev.add_argument_group("predictor").add_mutually_exclusive_group(required=True),
-              "LLM": ev.add_argument_group("LLM"), "output": ev.add_argument_group("output")}
+              "LLM": ev.add_argument_group("LLM"), "endpoint": ev.add_argument_group("endpoint"),
+              "output": ev.add_argument_group("output")}
     _add_options(ev, "eval", groups)
     ev.set_defaults(run=run_eval)
 
@@ -333,6 +334,8 @@ def run_eval(args: argparse.Namespace) -> int:
         results = [evaluate(train_classic(args.predictor, train), items)]
         fields = [{"predictor": args.predictor, "train_sha256": items_digest(train)}]
         _show(results[0], args)
+    elif args.endpoint:
+        results = _run_served(args, given, items)
     else:
         widths = args.bits or OPTION["bits"].default_in(CLI)
         runs = [_run_llm(args, bits, items) for bits in widths]
@@ -381,6 +384,20 @@ def _save_runs(path: Path, results: Sequence[RunResult], fields: Sequence[Mappin
         write_baseline(target, run=result, fingerprint=split_fields(flat), reason="run saved by pricer eval --save-run",
                        previous=None)
         print(f"run saved to {target}")
+
+
+def _run_served(args: argparse.Namespace, given: Mapping[str, Any], items) -> list[RunResult]:
+    """Each width's served model, asked over HTTP (pricer.endpoint)."""
+    from pricer.endpoint import EndpointPredictor, endpoint_config
+
+    try:
+        config = endpoint_config(vars(args), deterministic=False, given=given, flag=lambda name: OPTION[name].cli)
+    except argparse.ArgumentTypeError as exc:
+        raise OptionError(str(exc)) from None
+    results = [evaluate(EndpointPredictor(config, width=width), items) for width, _ in config.urls]
+    for result in results:
+        _show(result, args)
+    return results
 
 
 def _show(result: RunResult, args: argparse.Namespace) -> None:

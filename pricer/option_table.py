@@ -16,6 +16,7 @@ from pricer.benchmark_runs import DEFAULT_STORAGE
 from pricer.changes import LATENCY_MIN_CHANGE
 from pricer.classic import CLASSIC_NAMES
 from pricer.data import DATA_ENV, DEFAULT_DATASET, DEFAULT_N, DEFAULT_SPLIT, single_file
+from pricer.endpoint import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, endpoint_urls
 from pricer.errors import OptionError
 from pricer.finetune import FinetuneConfig, TRAIN_BITS
 from pricer.gate import GateConfig
@@ -156,6 +157,30 @@ OPTIONS: tuple[Option, ...] = (
            shown=f"the baseline's batching, else {CPU_TOKEN_BUDGET} on CPU, {GPU_TOKEN_BUDGET} on CUDA",
            cli_shown=f"{CPU_TOKEN_BUDGET} on CPU, {GPU_TOKEN_BUDGET} on CUDA",
            help="prompts sorted by length fill each batch up to TOKENS padded tokens"),
+    # Served models (pricer.endpoint, docs/engines.md).
+    Option(name="endpoint", cli="--endpoint", commands=("eval",), group="predictor", plugin="--pricer-endpoint",
+           metavar="[WIDTH=]URL", parse=endpoint_urls, nargs="+", ini_list=True, shown="the model is loaded here",
+           help="ask a served model's OpenAI-compatible /v1/completions (vLLM, SGLang, TGI, llama.cpp, transformers "
+           "serve) instead of loading it: WIDTH=URL names the width the server holds (4bit=http://host:8000/v1), a "
+           "bare URL is gated as 32bit; give it again for a ladder over several servers"),
+    Option(name="endpoint_model", cli="--endpoint-model", commands=("eval",), group="endpoint",
+           plugin="--pricer-endpoint-model", metavar="ID", shown="the one model the server serves",
+           help="the model id the server must serve, checked against its /v1/models before the first request"),
+    Option(name="concurrency", cli="--concurrency", commands=("eval",), group="endpoint",
+           plugin="--pricer-concurrency", metavar="N", parse=options.positive_int, default=DEFAULT_CONCURRENCY,
+           help="requests in flight at once to a served model (recorded in the fingerprint)"),
+    Option(name="endpoint_timeout", plugin="--pricer-endpoint-timeout", metavar="SECONDS",
+           parse=options.positive_float, default=DEFAULT_READ_TIMEOUT,
+           help="seconds to wait for one answer before asking again (a connection gets 10 s)"),
+    Option(name="endpoint_deadline", plugin="--pricer-endpoint-deadline", metavar="SECONDS",
+           parse=options.positive_float, default=DEFAULT_DEADLINE, help="seconds for a served width's whole run; "
+           "items still unanswered then count as no answer, which fails the run"),
+    Option(name="endpoint_deterministic", plugin="--pricer-endpoint-deterministic",
+           help="declare that the server runs batch-invariant (VLLM_BATCH_INVARIANT=1, SGLang "
+           "--enable-deterministic-inference); recorded in the fingerprint"),
+    Option(name="endpoint_recheck", plugin="--pricer-endpoint-recheck", metavar="N", parse=options.positive_int,
+           shown="off", help="ask the first N items of a served model again at the end under another batch mix, and "
+           "report how many answers changed"),
     Option(name="baseline_class", plugin="--pricer-baseline-class", metavar="CLASS", parse=options.hardware_class,
            shown="this machine's class", help="gate against the baselines of another hardware class (e.g. "
            "cuda-bfloat16) with the cross-class rule"),

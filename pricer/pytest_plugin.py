@@ -182,9 +182,11 @@ def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
                                 "judged worse, e.g. --pricer-accept-worse='4-bit to halve memory'; give it with "
                                 "--update-baselines, and not empty")
     _refuse_ignored(config, v)
+    endpoint = _endpoint(config, v)
     return EvalSettings(
         data=DataSpec(source=resolve_source(v["data"]), split=v["split"], n=v["n"], template=v["template"]),
-        model=v["model"], predictor=v["predictor"], bits=v["bits"], adapter=v["adapter"], device=v["device"],
+        model=v["model"], predictor=v["predictor"], bits=endpoint.widths if endpoint else v["bits"],
+        adapter=v["adapter"], device=v["device"], endpoint=endpoint,
         batch_size=v["batch_size"], token_budget=v["token_budget"], baseline_class=v["baseline_class"],
         baselines=Path(v["baselines"]), update=update, reason=v["reason"], baseline_name=v["baseline_name"],
         accept_worse=v["accept_worse"], against=v["against"],
@@ -192,6 +194,19 @@ def _settings(config: pytest.Config):  # -> pricer.session.EvalSettings
         max_tax_share=v["max_tax"],
         rerun_args=_rerun_args(config.invocation_params.args),
     )
+
+
+def _endpoint(config: pytest.Config, v: dict[str, Any]):  # -> pricer.endpoint.EndpointConfig | None
+    """The served models to ask (--pricer-endpoint), or None; options that only a loaded model takes are refused."""
+    from pricer.endpoint import endpoint_config
+
+    given = [option.name for option in OPTIONS if option.ini and config.getoption(option.ini) is not None]
+    flags = {option.name: option.plugin for option in OPTIONS}
+    try:
+        return endpoint_config(v, deterministic=config.getoption("pricer_endpoint_deterministic"), given=given,
+                               flag=flags.get)
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _refuse_unknown_keys(config: pytest.Config) -> None:

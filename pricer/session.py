@@ -43,7 +43,8 @@ class EvalSession:
         self.models = ModelCache()
         self.home = BaselineHome(folder=settings.baselines_folder(root), model_name=settings.model_name,
                                  classic=settings.predictor is not None, device=settings.device,
-                                 asked_class=settings.baseline_class, update=settings.update)
+                                 asked_class=settings.baseline_class, update=settings.update,
+                                 _machine_class=settings.endpoint.hardware_class if settings.endpoint else None)
         self.gates = WidthGates(self)
         self._items: list[Item] | None = None
         self._runs: dict[str, RunResult] = {}
@@ -105,6 +106,12 @@ class EvalSession:
     def _predict(self, width: str) -> tuple[RunResult, Fingerprint]:
         s = self.settings
         flat = run_fields(self.items, s.data)
+        if s.endpoint is not None:  # a served model: asked over HTTP, identified by what the server says
+            from pricer.endpoint import EndpointPredictor
+
+            served = EndpointPredictor(s.endpoint, width=width)
+            run = evaluate(served, self.items)
+            return run, split_fields(flat | served.fields())
         if s.predictor:
             from pricer.classic import train_classic
 

