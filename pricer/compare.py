@@ -116,8 +116,9 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
         drift = compare(anchor, result, fingerprint, config, cross_class=cross_class, classes=classes,
                         intervals=intervals)
         verdict = with_references(verdict, [(anchor_label(baseline.anchor), drift)])
-    # A baseline-format run is itself a baseline: copying it over accepts it (its history says why it moved).
-    accept = f"cp {run.path} {baseline.path}" if run.fingerprint is not None else ""
+    # A baseline-format run is itself a baseline: copying it over accepts it (its history says why it moved). One
+    # at another width or on other items would replace the baseline with a run that is not of it: no copy then.
+    accept = f"cp {run.path} {baseline.path}" if run.fingerprint is not None and not verdict.not_comparable else ""
     return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes), accept=accept)
 
 
