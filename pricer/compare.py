@@ -117,7 +117,9 @@ def compare_run(baseline: Baseline, run: RunFile, config: GateConfig, *, cross_c
                         intervals=intervals)
         verdict = with_references(verdict, [(anchor_label(baseline.anchor), drift)])
     # A baseline-format run can become the baseline; `pricer accept` keeps the old one in its history with a reason.
-    accept = accept_advice(baseline.path, run.path, worse=verdict.worse) if run.fingerprint is not None else ""
+    # One at another width or on other items would replace the baseline with a run that is not of it: no advice then.
+    accept = (accept_advice(baseline.path, run.path, worse=verdict.worse)
+              if run.fingerprint is not None and not verdict.not_comparable else "")
     return Comparison(verdict=verdict, cross_class=cross_class, notes=tuple(notes), accept=accept)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pricer.data import DATA_ENV, DEFAULT_DATASET, DataSpec, Item, items_digest, load_items, resolve_source
+from pricer.data import DATA_ENV, DEFAULT_DATASET, DataSpec, Item, items_digest, load_items, resolve_source, row_key
 from pricer.errors import DataError
 from pricer.prompts import COURSE_TEMPLATE, PRICE_PREFIX, QUESTION
 
@@ -294,9 +294,11 @@ def test_offline_without_local_data_says_how_to_point_at_it(monkeypatch: pytest.
 
 
 def test_jsonl_gives_items_with_prompt_price_and_title(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "items.jsonl", rows(3))
+    written = rows(3)
+    path = write_jsonl(tmp_path / "items.jsonl", written)
     items = load(path)
-    assert items[0] == Item(index=1, prompt=prompt("Product 1"), price=1.99, title="Product 1", key=items[0].key)
+    assert items[0] == Item(index=1, prompt=prompt("Product 1"), price=1.99, title="Product 1",
+                            key=row_key(written[0]))
     assert [item.price for item in items] == [1.99, 2.99, 3.99]
 
 

@@ -173,7 +173,8 @@ def test_gate_fails_on_a_planted_regression_and_passes_on_a_clean_rerun(project,
         "items whose * got worse most:",
         "  #* truth $*, baseline guess $*, now $* (* +*)",
         "if this change is intended, accept it with: "
-        "*pytest *-m eval --pricer-predictor random-forest*--update-baselines --pricer-reason why",
+        "*pytest *-m eval --pricer-predictor random-forest*--update-baselines --pricer-reason why "
+        "--pricer-accept-worse 'what it buys'",  # a WORSE run is accepted only with the trade-off named
     ])
 
     (project.path / "conftest.py").unlink()
