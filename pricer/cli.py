@@ -130,7 +130,7 @@ def _power_command(commands: argparse._SubParsersAction) -> None:
     power = commands.add_parser(
         "power",
         help="how many items do I need? what a baseline's gate can detect, and the n to detect a chosen worsening",
-        description="For each measure the gate tests, print the smallest worsening it detects (at 80%% power) with "
+        description="For each measure the gate tests, print the smallest worsening it detects (at 80% power) with "
         "BASELINE's items, and how many items it would need to detect --worse. Computed from the baseline's own "
         "spread, as the gate does before it runs.",
     )

@@ -117,7 +117,7 @@ class WidthGates:
             self._fail(width, exc)
         if not settings.update and stored is None:  # before the minutes a model takes to run
             self._fail(width, BaselineError(self._missing_text(width, path)))
-        run = self.session.run(width)
+        self.session.run(width)  # made here, once, before the rewrite or the verdicts read it
         if settings.update:
             try:
                 text = self._rewrite(width, path, previous=stored)

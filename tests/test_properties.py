@@ -6,11 +6,10 @@ nothing but a named error is ever raised."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pricer.baselines import Baseline, BaselineItem
