@@ -41,7 +41,7 @@ class GateConfig:
     # Where the baseline answers absurdly itself (the base model), Error's test averages the per-item changes after
     # cutting this share from each tail (see ERROR_TRIM); the log error still sees them. Where it does not (the
     # fine-tuned model), no flip turns an answer absurd, and Error is tested on its plain mean: the trimmed mean
-    # passed 12 of 250 answers at $999 (+27.5% plain Error) there; the plain mean raised no alarm in 234 no-change
+    # passed 12 of 250 answers at $999 (+27.5% plain Error) there; the plain mean raised no alarm in 246 no-change
     # runs of that model (benchmarks/planted_regressions.py).
     error_trim: float = ERROR_TRIM
     # The tail rule (pricer/tail.py): answers above tail_factor x the baseline's largest and their truth are absurd;
@@ -278,7 +278,7 @@ def why_passed(error: Judgement, large: LargeMoves | None, before: Sequence[Base
         text += (f", and its large moves (over ${large.threshold:,.2f}) went {len(large.worse)} worse, "
                  f"{len(large.better)} better, sign test p={p_text(large.p_worse)}")
     else:
-        text += f", and it is within twice the tolerance, where the large-moves rule starts"
+        text += ", and it is within twice the tolerance, where the large-moves rule starts"
     return text
 
 

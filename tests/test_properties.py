@@ -171,7 +171,7 @@ def test_no_input_of_these_shapes_raises_anything_but_a_named_error(base, data):
 
 
 # `pricer compare` and the plugin on the same files: few examples, each one pytest run in-process.
-pytestmark_plugin = pytest.mark.usefixtures("late_imports")
+in_process = pytest.mark.usefixtures("late_imports")  # what the plugin imports late, before the first in-process run
 
 PLANTED_GUESSES = """
 import json
@@ -217,7 +217,7 @@ def constant_baseline(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     return session.home.path("constant")
 
 
-@pytestmark_plugin
+@in_process
 @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.floats(min_value=0.3, max_value=30.0), min_size=AGREEMENT_N, max_size=AGREEMENT_N))
 def test_pricer_compare_and_the_plugin_give_the_same_verdict_on_the_same_files(pytester, data_dir, constant_baseline,
