@@ -87,6 +87,9 @@ class PairedMean:
         diffs = _cleaned(worse)
         if not np.any(diffs):
             return (0.0, 0.0)
+        if len(diffs) < 2:  # one item: no resample differs from it (scipy refuses a sample of one)
+            value = float(self.statistic(diffs))
+            return (value, value)
         with warnings.catch_warnings():
             # BCa degenerates when few items changed (scipy warns, then returns NaN): the percentile CI stands in.
             warnings.simplefilter("ignore", stats.DegenerateDataWarning)

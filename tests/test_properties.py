@@ -147,6 +147,17 @@ def test_reordering_the_items_never_changes_the_verdict(base, data):
 awkward = st.one_of(st.just(0.0), prices, st.floats(min_value=0.0, max_value=1e-6), st.just(1e6))
 
 
+def test_one_item_with_intervals_gives_a_verdict_not_scipys_two_observation_error():
+    # Found by the property below: a one-item change made scipy's bootstrap refuse a sample of one.
+    baseline = stored((1.0,), (0.0,), (True,))
+    run = score_run("generated", [Item(index=1, prompt="", price=1.0, title="")],
+                    [Prediction(guess=1_000_000.0, parsed=False)])
+
+    verdict = compare(baseline, run, FINGERPRINT, GateConfig(), intervals=True)
+
+    assert verdict.judgements[0].ci[0] == verdict.judgements[0].ci[1] == verdict.judgements[0].worsening
+
+
 @FAST
 @given(baselines(max_size=40), st.data())
 def test_no_input_of_these_shapes_raises_anything_but_a_named_error(base, data):
