@@ -26,6 +26,10 @@ def main() -> None:
     parser.add_argument("--adapter", default="adapters/smollm2-135m-pricer", help="'' for the base model")
     parser.add_argument("--data", default=None, help="default: $PRICER_DATA")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/judge-merge.json")
+    parser.add_argument("--only", default="", help="run only the changes whose label contains this text; the other "
+                        "rows of --out are kept")
+    parser.add_argument("--save-runs", type=Path, default=None, metavar="DIR",
+                        help="also store each change's run in the baseline format, for `pricer compare`")
     args = parser.parse_args()
 
     from pricer.data import DataSpec, resolve_source
@@ -33,8 +37,11 @@ def main() -> None:
     from pricer.session import EvalSession
     from pricer.settings import EvalSettings
 
-    rows = []
+    kept = json.loads(args.out.read_text())["rows"] if args.only and args.out.exists() else []
+    rows = [row for row in kept if args.only not in row["change"]]
     for label, template in TEMPLATES.items():
+        if args.only not in label:
+            continue
         settings = EvalSettings(data=DataSpec(source=resolve_source(args.data), template=template), bits=(args.bits,),
                                 adapter=Path(args.adapter) if args.adapter else None, baselines=ROOT / "baselines")
         session = EvalSession(settings, root=ROOT)
@@ -48,7 +55,10 @@ def main() -> None:
                "summary": verdict.summary_line(width), "seconds": round(time.perf_counter() - started, 1)}
         print(json.dumps(row, indent=2), flush=True)
         rows.append(row)
+        if args.save_runs:
+            print(f"run saved: {session.save_run(args.save_runs / label.split(':')[0], width)}")
         session.release(width)
+    rows.sort(key=lambda row: list(TEMPLATES).index(row["change"]))
     args.out.write_text(json.dumps({"bits": args.bits, "adapter": args.adapter, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
