@@ -296,3 +296,19 @@ def test_the_fine_tuned_model_is_judged_against_the_base_models_baseline(width):
     assert [c.field for c in verdict.changes][:1] == ["adapter_sha256"]
     assert verdict.judgements[1].worsening < 0  # log error: far better
     assert json.loads(tuned.read_text())["metrics"]["error"] < json.loads(base.read_text())["metrics"]["error"]
+
+
+def test_a_prompt_cut_to_its_title_is_judged_worse_on_the_committed_data():
+    # A real run (benchmarks/judge_merge.py): the fine-tuned model at 32 bits, each prompt cut to 120 characters.
+    from pricer.compare import compare_files
+    from pricer.gate import GateConfig
+
+    root = Path(__file__).parent.parent
+    base = root / "baselines" / "smollm2-135m-instruct-smollm2-135m-pricer" / "cpu-bfloat16" / "32bit.json"
+    cut = root / "benchmarks" / "results" / "judge-merge" / "cpu-bfloat16" / "prompt-cut-32bit.json"
+
+    verdict = compare_files(base, cut, GateConfig()).verdict
+
+    assert verdict.worse and not verdict.not_comparable, verdict.message()
+    assert {c.field for c in verdict.changes} >= {"prompt", "prompts_sha256"}
+    assert "Error is worse by" in verdict.reasons[0]
