@@ -312,3 +312,18 @@ def test_a_prompt_cut_to_its_title_is_judged_worse_on_the_committed_data():
     assert verdict.worse and not verdict.not_comparable, verdict.message()
     assert {c.field for c in verdict.changes} >= {"prompt", "prompts_sha256"}
     assert "Error is worse by" in verdict.reasons[0]
+
+
+def test_a_harmless_rewording_that_moves_49_guesses_is_judged_not_worse():
+    # A real run (benchmarks/judge_merge.py): "Product listing from an online shop." before every prompt.
+    from pricer.compare import compare_files
+    from pricer.gate import GateConfig
+
+    root = Path(__file__).parent.parent
+    base = root / "baselines" / "smollm2-135m-instruct-smollm2-135m-pricer" / "cpu-bfloat16" / "32bit.json"
+    reworded = root / "benchmarks" / "results" / "judge-merge" / "cpu-bfloat16" / "reworded-32bit.json"
+
+    verdict = compare_files(base, reworded, GateConfig()).verdict
+
+    moved = sum(b.guess != r.guess for b, r in zip(read_baseline(base).items, read_baseline(reworded).items))
+    assert verdict.passed and moved == 49, verdict.message()
