@@ -9,9 +9,13 @@ from collections.abc import Sequence
 from pricer.baselines import Anchor
 from pricer.gate import Verdict
 
-# Changes that make a baseline describe another model or prompt: a run that passes against it is worth storing.
-MODEL_FIELDS = ("predictor", "model", "weights_sha256", "adapter_sha256", "quantization", "prompts_sha256",
-                "max_new_tokens", "do_sample")
+# Changes that make a baseline describe another model, prompt or decoding: a run that passes against it is worth
+# storing as the new baseline.
+REPLACED = {
+    "model": ("predictor", "model", "weights_sha256", "adapter_sha256", "quantization"),
+    "prompt": ("prompts_sha256",),
+    "decoding": ("max_new_tokens", "do_sample"),
+}
 
 
 def verdict_word(verdict: Verdict) -> str:
@@ -34,10 +38,8 @@ def with_references(verdict: Verdict, references: Sequence[tuple[str, Verdict]])
 
 def replaced_what(verdict: Verdict) -> str:
     """'model', 'prompt' or 'model and prompt' when the baseline was made by another one, else ''."""
-    fields = {c.field for c in verdict.changes if c.field in MODEL_FIELDS}
-    kinds = [kind for kind, names in (("model", MODEL_FIELDS[:5]), ("prompt", ("prompts_sha256",)),
-                                      ("decoding", ("max_new_tokens", "do_sample"))) if fields & set(names)]
-    return " and ".join(kinds)
+    fields = {c.field for c in verdict.changes}
+    return " and ".join(kind for kind, names in REPLACED.items() if fields & set(names))
 
 
 def anchor_label(anchor: Anchor) -> str:
