@@ -39,7 +39,7 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def model_cache():
     """Each width loads once per module that asks; closing frees them."""
-    from pricer.models import ModelCache
+    from pricer.engines.models import ModelCache
 
     cache = ModelCache()
     yield cache
@@ -49,7 +49,7 @@ def model_cache():
 @pytest.fixture(scope="module")
 def data_dir(pytestconfig: pytest.Config) -> Path:
     """The real items: a folder with test.jsonl and train.jsonl, from $PRICER_DATA; the test is skipped without it."""
-    from pricer.data import DATA_ENV
+    from pricer.task.data import DATA_ENV
 
     source = os.environ.get(DATA_ENV)
     if not source:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pricer.files import write_json
-from pricer.options import positive_int
+from pricer.options.parsers import positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COMMAND = "pricer eval --model default --bits 32 --n 16 --no-charts"  # charts would land in the checkout
@@ -120,7 +120,7 @@ def predictions_digest(printed: str, runs: Path | None) -> str | None:
     when a pytest command stored no run (e.g. a missing baseline fails a width before it runs)."""
     if runs is None:
         return hashlib.sha256(printed.encode("utf-8")).hexdigest()[:16]
-    from pricer.baselines import read_baseline
+    from pricer.store.baselines import read_baseline
 
     guesses = []
     for path in sorted(runs.rglob("*.json")):

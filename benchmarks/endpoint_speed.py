@@ -20,13 +20,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pricer.data import DataSpec, load_items, resolve_source
-from pricer.endpoint import EndpointConfig, EndpointPredictor
+from pricer.task.data import DataSpec, load_items, resolve_source
+from pricer.engines.endpoint import EndpointConfig, EndpointPredictor
 from pricer.files import write_json
-from pricer.models import load_model
-from pricer.options import positive_int
-from pricer.predict import LLMPredictor
-from pricer.serve import SERVED_ID, ServedModel
+from pricer.engines.models import load_model
+from pricer.options.parsers import positive_int
+from pricer.engines.predict import LLMPredictor
+from pricer.engines.serve import SERVED_ID, ServedModel
 
 CONCURRENCIES = (1, 4, 16)
 

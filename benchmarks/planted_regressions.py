@@ -17,13 +17,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricer.baselines import Baseline, read_baseline
-from pricer.compare import RunFile, compare_run
+from pricer.store.baselines import Baseline, read_baseline
+from pricer.gate.compare import RunFile, compare_run
 from pricer.files import write_json
-from pricer.gate import GateConfig
-from pricer.measures import RESAMPLES, SEED
-from pricer.metrics import score_item
-from pricer.predict import Prediction
+from pricer.gate.verdict import GateConfig
+from pricer.gate.measures import RESAMPLES, SEED
+from pricer.task.metrics import score_item
+from pricer.engines.predict import Prediction
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = "cpu-bfloat16"  # the class the stored baselines were made in (an AVX512-BF16 CPU)

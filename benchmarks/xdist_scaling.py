@@ -6,7 +6,7 @@ Both timed runs are `pytest -m eval` of the default model in this repository, th
 the stored baselines at n=250, and at another --n baselines that this script first writes (serially, untimed) into a
 temporary folder, so that both runs gate, and by the same files. Peak memory is the summed resident memory of the
 pytest process and its workers, sampled every 0.1 s; the largest single process's peak is given beside it. Torch
-threads are left to each run: torch's default serially, the cores shared out among workers under -n (pricer.workers).
+threads are left to each run: torch's default serially, the cores shared out among workers under -n (pricer.plugin.workers).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pricer.files import write_json
-from pricer.options import bits_list, positive_int
+from pricer.options.parsers import bits_list, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SECONDS = 0.1  # RSS sampling period: a width's model stays loaded for seconds, far longer

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from pricer.data import DataSpec
-from pricer.options import without
-from pricer.outcome import Outcome
-from pricer.session import EvalSession
-from pricer.settings import EvalSettings
+from pricer.task.data import DataSpec
+from pricer.options.parsers import without
+from pricer.plugin.outcome import Outcome
+from pricer.plugin.session import EvalSession
+from pricer.plugin.settings import EvalSettings
 
 CI_ARGS = ("-m", "eval", "--pricer-bits=32", "--pricer-summary=/tmp/tmpabc/summary.md", "--junitxml=report.xml",
            "-n", "2", "--pricer-save-runs=runs", "--pricer-charts", "charts", "--pricer-n=24", "--pricer-bits", "32")
 
 
 def session(root: Path, monkeypatch: pytest.MonkeyPatch, **settings) -> EvalSession:
-    monkeypatch.setattr("pricer.hardware.this_class", lambda device=None: "cpu-float32")
+    monkeypatch.setattr("pricer.store.hardware.this_class", lambda device=None: "cpu-float32")
     return EvalSession(EvalSettings(data=DataSpec(source=str(root / "no-data")), **settings), root=root)
 
 

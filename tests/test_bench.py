@@ -2,7 +2,7 @@
 
     pytest -m benchmark --benchmark-autosave          # then `pricer history`, or --benchmark-compare (docs/benchmarks.md)
 
-Each width's model is loaded once, outside the timed part, and warmed up until its rounds settle (pricer.timing);
+Each width's model is loaded once, outside the timed part, and warmed up until its rounds settle (pricer.history.timing);
 runs on CUDA where it exists, else on CPU (and says so). PRICER_BENCH_SLOWDOWN=0.3 plants a 30% slowdown, to prove
 that `pricer history` and --benchmark-compare-fail catch one; nothing else reads it.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.utils import load_timer
 
-from pricer.timing import matmul_probe, round_setup, rounds_for, slowed, timed_call, warm_up
+from pricer.history.timing import matmul_probe, round_setup, rounds_for, slowed, timed_call, warm_up
 
 pytestmark = pytest.mark.benchmark
 
@@ -76,7 +76,7 @@ def planted_slowdown() -> float:
 
 def test_prediction_of_a_batch_of_real_prompts(benchmark, request, pricer_session, pricer_width, pricer_model,
                                                 pricer_bench_items, pricer_bench_rounds):
-    from pricer.predict import LLMPredictor
+    from pricer.engines.predict import LLMPredictor
 
     info = pricer_model.info
     cuda = info.device == "cuda"
@@ -92,7 +92,7 @@ def test_prediction_of_a_batch_of_real_prompts(benchmark, request, pricer_sessio
     if share := planted_slowdown():
         call = slowed(call, share=share, timer=timer)
 
-    # Each round starts with an idle GPU and collected garbage, then times the speed probe (pricer.timing).
+    # Each round starts with an idle GPU and collected garbage, then times the speed probe (pricer.history.timing).
     probe = matmul_probe(device=info.device, dtype=info.compute_dtype, timer=timer)
     idle = round_setup(cuda=cuda)
 

@@ -1,4 +1,4 @@
-"""Tests of pricer.changes on made-up runs: a latency change counts past --min-change and the earlier runs' spread,
+"""Tests of pricer.history.changes on made-up runs: a latency change counts past --min-change and the earlier runs' spread,
 conservatively with too few of them; an Error change by the paired CI."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pricer.accuracy_history import AccuracyEntry
-from pricer.benchmark_runs import BenchPoint
-from pricer.changes import FEW_RUNS_FACTOR, LATENCY_MIN_CHANGE, error_change, latency_change, spread_multiple
-from pricer.machines import Machine
+from pricer.history.accuracy_history import AccuracyEntry
+from pricer.history.benchmark_runs import BenchPoint
+from pricer.history.changes import FEW_RUNS_FACTOR, LATENCY_MIN_CHANGE, error_change, latency_change, spread_multiple
+from pricer.store.machines import Machine
 
 
 def point(median: float, *, spread: float = 0.02, minute: int = 0, probe: float | None = None) -> BenchPoint:

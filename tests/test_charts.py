@@ -1,4 +1,4 @@
-"""Tests of pricer.charts: scatter, grid and running-error charts, written atomically and reproducibly."""
+"""Tests of pricer.report.charts: scatter, grid and running-error charts, written atomically and reproducibly."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from pricer import charts
-from pricer.charts import chart_format, running_error_chart, running_mean_band, scatter_chart, scatter_grid
+from pricer.report import charts
+from pricer.report.charts import chart_format, running_error_chart, running_mean_band, scatter_chart, scatter_grid
 from pricer.errors import OptionError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -199,14 +199,14 @@ def test_chart_format_is_checked_before_drawing(tmp_path):
 
 def test_importing_the_module_does_not_load_matplotlib():
     # The pytest plugin imports pricer modules in every run; matplotlib is slow to import.
-    code = "import sys, pricer.charts; print('matplotlib' in sys.modules)"
+    code = "import sys, pricer.report.charts; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
 
 def test_moved_chart_marks_items_now_farther_from_their_truth_and_labels_the_given_ones(tmp_path, drawn):
-    from pricer.baselines import BaselineItem
-    from pricer.charts import moved_chart
+    from pricer.store.baselines import BaselineItem
+    from pricer.report.charts import moved_chart
 
     items = [BaselineItem(index=i, title=f"item {i}", truth=truth, guess=guess, completion=None, parsed=True)
              for i, truth, guess in ((1, 100.0, 90.0), (2, 50.0, 60.0), (3, 10.0, 30.0))]
@@ -225,8 +225,8 @@ def test_moved_chart_marks_items_now_farther_from_their_truth_and_labels_the_giv
 
 
 def test_moved_chart_needs_one_new_guess_per_baseline_item(tmp_path):
-    from pricer.baselines import BaselineItem
-    from pricer.charts import moved_chart
+    from pricer.store.baselines import BaselineItem
+    from pricer.report.charts import moved_chart
 
     item = BaselineItem(index=1, title="t", truth=1.0, guess=1.0, completion=None, parsed=True)
     with pytest.raises(OptionError, match=r"one new guess per baseline item \(1 items, 2 guesses\)"):

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from pricer.cli import build_parser
-from pricer.options import BITS
-from pricer.pytest_plugin import OPTIONS
+from pricer.cli.main import build_parser
+from pricer.options.parsers import BITS
+from pricer.plugin.pytest_plugin import OPTIONS
 
 yaml = pytest.importorskip("yaml")  # installed with datasets and transformers
 

@@ -1,4 +1,4 @@
-"""Tests of pricer.classic: the course's classic predictors trained on item texts."""
+"""Tests of pricer.engines.classic: the course's classic predictors trained on item texts."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from pricer.classic import CLASSIC_NAMES, LINEAR_FEATURES, text_features, text_of, top_words, train_classic
-from pricer.data import DataSpec, Item, load_items
+from pricer.engines.classic import CLASSIC_NAMES, LINEAR_FEATURES, text_features, text_of, top_words, train_classic
+from pricer.task.data import DataSpec, Item, load_items
 from pricer.errors import DataError, OptionError
-from pricer.prompts import PRICE_PREFIX, QUESTION
+from pricer.task.prompts import PRICE_PREFIX, QUESTION
 
 
 def _item(index: int, body: str, price: float) -> Item:
@@ -105,7 +105,7 @@ def test_linear_features_count_length_words_digits_numbers_and_brands():
 
 def test_importing_the_module_does_not_load_sklearn():
     # The pytest plugin imports pricer modules in every run; sklearn costs about a second to import.
-    code = "import sys, pricer.classic; print('sklearn' in sys.modules)"
+    code = "import sys, pricer.engines.classic; print('sklearn' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -122,9 +122,9 @@ def test_vocabulary_ties_go_to_the_alphabetically_earlier_word():
 # Prints the bow vocabulary trained on the real train split, read without `datasets` to keep the run short.
 _VOCABULARY_SCRIPT = """
 import json, sys
-from pricer.classic import train_classic
-from pricer.data import Item
-from pricer.prompts import prompt_of
+from pricer.engines.classic import train_classic
+from pricer.task.data import Item
+from pricer.task.prompts import prompt_of
 rows = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
 items = [Item(index=i, prompt=prompt_of(r["text"]), price=float(r["price"]), title="") for i, r in enumerate(rows, 1)]
 print(json.dumps(sorted(train_classic("bow", items).model[0].vocabulary_)))

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pricer.baselines import baseline_path, write_baseline
-from pricer.cli import build_parser, main
-from pricer.data import Item
-from pricer.evaluate import score_run
-from pricer.fingerprint import Fingerprint
-from pricer.predict import Prediction
-from pricer.prompts import COURSE_TEMPLATE, PRICE_PREFIX, QUESTION
+from pricer.store.baselines import baseline_path, write_baseline
+from pricer.cli.main import build_parser, main
+from pricer.task.data import Item
+from pricer.engines.evaluate import score_run
+from pricer.store.fingerprint import Fingerprint
+from pricer.engines.predict import Prediction
+from pricer.task.prompts import COURSE_TEMPLATE, PRICE_PREFIX, QUESTION
 
 # The README's example, as a user types it in bash between single quotes: backslash-n, not newlines.
 README_TEMPLATE = r"How much does this cost to the nearest dollar?\n\n{title}\n{description}\n\nPrice is $"

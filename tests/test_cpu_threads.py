@@ -1,4 +1,4 @@
-"""Tests of pricer.cpu_threads: OpenMP's wait policy and torch's thread count, set before torch loads unless the user
+"""Tests of pricer.engines.cpu_threads: OpenMP's wait policy and torch's thread count, set before torch loads unless the user
 set them, and recorded in every LLM run's fingerprint context."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import types
 
 import pytest
 
-from pricer import cli, cpu_threads
-from pricer.fingerprint import DECISIVE
+from pricer.cli import main as cli
+
+from pricer.engines import cpu_threads
+from pricer.store.fingerprint import DECISIVE
 
 
 def _torch_imported_already() -> types.SimpleNamespace:

@@ -1,4 +1,4 @@
-"""pricer.data: loading items from files, folders and the hub, and the errors that name file, row and column."""
+"""pricer.task.data: loading items from files, folders and the hub, and the errors that name file, row and column."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pricer.data import DATA_ENV, DEFAULT_DATASET, DataSpec, Item, items_digest, load_items, resolve_source, row_key
+from pricer.task.data import DATA_ENV, DEFAULT_DATASET, DataSpec, Item, items_digest, load_items, resolve_source, row_key
 from pricer.errors import DataError
-from pricer.prompts import COURSE_TEMPLATE, PRICE_PREFIX, QUESTION
+from pricer.task.prompts import COURSE_TEMPLATE, PRICE_PREFIX, QUESTION
 
 
 def prompt(title: str, description: str = "A thing that does things.") -> str:

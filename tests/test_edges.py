@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from pricer.baselines import write_baseline
-from pricer.cli import main
-from pricer.data import DataSpec, Item, load_items
+from pricer.store.baselines import write_baseline
+from pricer.cli.main import main
+from pricer.task.data import DataSpec, Item, load_items
 from pricer.errors import BaselineError, DataError, OptionError
-from pricer.evaluate import score_run
-from pricer.fingerprint import Fingerprint
-from pricer.predict import Prediction
-from pricer.prompts import PRICE_PREFIX, QUESTION
-from pricer.session import EvalSession, EvalSettings
+from pricer.engines.evaluate import score_run
+from pricer.store.fingerprint import Fingerprint
+from pricer.engines.predict import Prediction
+from pricer.task.prompts import PRICE_PREFIX, QUESTION
+from pricer.plugin.session import EvalSession, EvalSettings
 
 PROJECT_TOML = "[tool.pytest.ini_options]\n"
 
@@ -147,7 +147,7 @@ def test_two_workers_print_neither_the_dist_warning_nor_pytest_benchmarks_for_a_
     # Plugins in a fixed order, pricer's first: which of two tryfirst hooks runs first follows the order plugins were
     # registered in, which otherwise depends on the environment's install order.
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    plugins = ("-p", "pricer.pytest_plugin", "-p", "xdist.plugin", "-p", "pytest_benchmark.plugin")
+    plugins = ("-p", "pricer.plugin.pytest_plugin", "-p", "xdist.plugin", "-p", "pytest_benchmark.plugin")
     pytester.makeini("[pytest]\n")
     data_folder(pytester.path, test=2)
     pytester.makepyfile(test_gate="import pytest\n\npytestmark = pytest.mark.eval\n\n\n"
@@ -170,7 +170,7 @@ def test_two_workers_print_neither_the_dist_warning_nor_pytest_benchmarks_for_a_
 
 def llm_session(root: Path, monkeypatch: pytest.MonkeyPatch, **settings) -> EvalSession:
     """An LLM session on a machine of class cpu-float32 (no model is loaded before these checks)."""
-    monkeypatch.setattr("pricer.hardware.this_class", lambda device=None: "cpu-float32")
+    monkeypatch.setattr("pricer.store.hardware.this_class", lambda device=None: "cpu-float32")
     return EvalSession(EvalSettings(data=DataSpec(source=str(root / "no-data")), **settings), root=root)
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pricer.answer_store import AnswerStore
-from pricer.endpoint import (EndpointConfig, EndpointError, EndpointPredictor, endpoint_config, endpoint_urls,
+from pricer.engines.answer_store import AnswerStore
+from pricer.engines.endpoint import (EndpointConfig, EndpointError, EndpointPredictor, endpoint_config, endpoint_urls,
                              joined_urls)
-from pricer.serve import SERVED_ID, ServedModel, missing_serving_module
+from pricer.engines.serve import SERVED_ID, ServedModel, missing_serving_module
 
 N = 8  # items per run: a busy 2-core CPU server answers one in 1-4 s
 FAST = {"retries": 2, "backoff": 0.05, "read_timeout": 30.0, "concurrency": 2}  # tests wait for no long backoff
@@ -60,7 +60,7 @@ def test_a_width_given_twice_is_refused():
     ({"adapter"}, "--pricer-adapter applies to a model loaded here"),
 ])
 def test_options_only_a_loaded_model_takes_are_refused_with_an_endpoint(given, message):
-    from pricer.option_table import OPTIONS
+    from pricer.options.table import OPTIONS
 
     flags = {option.name: option.plugin for option in OPTIONS}
     values = {"endpoint": [endpoint_urls("--pricer-endpoint")("http://a/v1")]}
@@ -120,7 +120,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def items(data_dir: Path):
-    from pricer.data import DataSpec, load_items
+    from pricer.task.data import DataSpec, load_items
 
     return load_items(DataSpec(source=str(data_dir), split="test", n=N))
 
@@ -312,8 +312,8 @@ def test_a_server_serving_another_model_is_refused_before_any_request(proxy, tmp
 
 
 def _session(url: str, *, data: Path, baselines: Path, store: Path, update: bool):
-    from pricer.data import DataSpec
-    from pricer.session import EvalSession, EvalSettings
+    from pricer.task.data import DataSpec
+    from pricer.plugin.session import EvalSession, EvalSettings
 
     settings = EvalSettings(data=DataSpec(source=str(data), n=N), bits=(32,), baselines=baselines, update=update,
                             reason="made by tests/test_endpoint.py", endpoint=_config(url, store, concurrency=1))
@@ -354,7 +354,7 @@ def test_a_run_with_missing_answers_writes_no_baseline(proxy, data_dir, tmp_path
 
 def test_pricer_eval_asks_the_served_model_and_prints_the_report_line(server, clean_store, monkeypatch, capsys,
                                                                      tmp_path, data_dir):
-    from pricer.cli import main
+    from pricer.cli.main import main
 
     (tmp_path / "answers").symlink_to(clean_store)  # the clean run's answers: nothing is asked again
     monkeypatch.setenv("PRICER_CACHE", str(tmp_path))

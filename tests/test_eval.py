@@ -2,7 +2,7 @@
 
 import pytest
 
-from pricer.workers import worker_id
+from pricer.plugin.workers import worker_id
 
 pytestmark = pytest.mark.eval
 

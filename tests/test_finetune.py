@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pricer import finetune as ft
-from pricer.data import Item
+from pricer.engines import finetune as ft
+from pricer.task.data import Item
 from pricer.errors import ModelError, OptionError
-from pricer.finetune import Checkpoint, FinetuneConfig, StopTraining
-from pricer.prompts import PRICE_PREFIX, QUESTION
+from pricer.engines.finetune import Checkpoint, FinetuneConfig, StopTraining
+from pricer.task.prompts import PRICE_PREFIX, QUESTION
 
 # A tiny run: six short items, batches of 2, rank 4. Four steps take ~5 s on one core of the CI's AMD EPYC.
 TINY = FinetuneConfig(steps=4, batch_size=2, rank=4, lr=1e-3, checkpoint_every=2)
@@ -79,7 +79,7 @@ def test_config_refuses_values_that_cannot_train(field, value):
 
 
 def test_cli_rejects_a_non_positive_learning_rate_quoting_it(capsys):
-    from pricer.cli import build_parser
+    from pricer.cli.main import build_parser
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["finetune", "--out", "x", "--lr", "0"])
@@ -136,7 +136,7 @@ def test_checkpoint_without_its_state_file_fails_naming_the_fix(tmp_path):
 def base():
     """The 4-bit default base, loaded once for every run in this module (each run gives it back unchanged)."""
     pytest.importorskip("bitsandbytes", reason="4-bit QLoRA needs bitsandbytes")
-    from pricer.models import load_model
+    from pricer.engines.models import load_model
 
     loaded = load_model("default", bits=4, compute_dtype="float32", device="cpu")
     yield loaded
@@ -204,7 +204,7 @@ def test_a_folder_holding_a_finished_adapter_is_not_overwritten(base, uninterrup
 
 
 def test_record_names_base_and_data_hashes_hyperparameters_versions_and_speed(base, uninterrupted):
-    from pricer.data import items_digest
+    from pricer.task.data import items_digest
 
     record = json.loads((uninterrupted.out / ft.RECORD).read_text())
     assert record["base_model_sha256"] == base.info.weights_sha256
@@ -217,7 +217,7 @@ def test_record_names_base_and_data_hashes_hyperparameters_versions_and_speed(ba
 
 
 def test_adapter_fits_only_its_base_by_weights_hash(base, uninterrupted):
-    from pricer.models import _check_adapter
+    from pricer.engines.models import _check_adapter
 
     name, folder = base.info.name, Path(base.info.path)
     _check_adapter(uninterrupted.out, base=(name, folder, base.info.weights_sha256, frozenset()))
@@ -226,8 +226,8 @@ def test_adapter_fits_only_its_base_by_weights_hash(base, uninterrupted):
 
 
 def test_trained_adapter_loads_for_prediction_and_writes_whole_dollars(uninterrupted):
-    from pricer.models import load_model
-    from pricer.predict import LLMPredictor
+    from pricer.engines.models import load_model
+    from pricer.engines.predict import LLMPredictor
 
     loaded = load_model("default", bits=4, adapter=uninterrupted.out, device="cpu")
     try:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pricer.baselines import read_baseline, write_baseline
-from pricer.data import DataSpec, Item, load_items
+from pricer.store.baselines import read_baseline, write_baseline
+from pricer.task.data import DataSpec, Item, load_items
 from pricer.errors import BaselineError
-from pricer.evaluate import RunResult, score_run
-from pricer.fingerprint import Fingerprint
-from pricer.gate import GateConfig, compare, paired_delta
-from pricer.ladder import quantization_ladder
-from pricer.measures import PairedMean
-from pricer.predict import Prediction
+from pricer.engines.evaluate import RunResult, score_run
+from pricer.store.fingerprint import Fingerprint
+from pricer.gate.verdict import GateConfig, compare, paired_delta
+from pricer.gate.ladder import quantization_ladder
+from pricer.gate.measures import PairedMean
+from pricer.engines.predict import Prediction
 
 FINGERPRINT = Fingerprint(decisive={"predictor": "random-forest", "items_sha256": "abc", "n": 250},
                           context={"cpu": "one machine"})
@@ -25,7 +25,7 @@ FINGERPRINT = Fingerprint(decisive={"predictor": "random-forest", "items_sha256"
 
 @pytest.fixture(scope="module")
 def forest(data_dir: Path):
-    from pricer.classic import train_classic
+    from pricer.engines.classic import train_classic
 
     train = load_items(DataSpec(source=str(data_dir), split="train", n=None))
     return train_classic("random-forest", train)
@@ -70,7 +70,7 @@ def test_another_machine_with_flipped_items_passes(baseline, clean_run):
 
 
 def test_retrained_with_another_seed_passes(baseline, items, data_dir):
-    from pricer.classic import train_classic
+    from pricer.engines.classic import train_classic
 
     train = load_items(DataSpec(source=str(data_dir), split="train", n=None))
     reseeded = score_run("random-forest", items, train_classic("random-forest", train, seed=7).predict(items))
@@ -216,7 +216,7 @@ def test_ladder_reports_each_width_against_32_bits_with_corrected_confidence(cle
 
 
 def test_detectability_is_not_made_coarse_by_a_few_absurd_guesses(clean_run, tmp_path):
-    from pricer.session import EvalSession, EvalSettings
+    from pricer.plugin.session import EvalSession, EvalSettings
 
     settings = EvalSettings(data=DataSpec(source="unused"), predictor="random-forest", baselines=tmp_path)
     session = EvalSession(settings, root=tmp_path)
@@ -239,7 +239,7 @@ def test_detectability_is_not_made_coarse_by_a_few_absurd_guesses(clean_run, tmp
 
 
 def test_detectability_warns_that_a_small_n_is_too_coarse(clean_run, tmp_path):
-    from pricer.session import EvalSession, EvalSettings
+    from pricer.plugin.session import EvalSession, EvalSettings
 
     settings = EvalSettings(data=DataSpec(source="unused"), predictor="random-forest", baselines=tmp_path)
     session = EvalSession(settings, root=tmp_path)
@@ -332,7 +332,7 @@ def guesses_file(tmp_path: Path, baseline: Path, change=lambda i, g: g) -> Path:
 
 
 def test_fine_tuned_guesses_against_the_base_models_baseline_read_as_better(tmp_path, capsys):
-    from pricer.cli import main
+    from pricer.cli.main import main
 
     code = main(["compare", str(BASE_4BIT), str(guesses_file(tmp_path, FINE_TUNED_4BIT))])
 
@@ -344,7 +344,7 @@ def test_fine_tuned_guesses_against_the_base_models_baseline_read_as_better(tmp_
 
 
 def test_summary_line_reads_better_with_the_measures_that_improved(tmp_path):
-    from pricer.compare import compare_run, read_run
+    from pricer.gate.compare import compare_run, read_run
 
     baseline = read_baseline(BASE_4BIT)
     verdict = compare_run(baseline, read_run(guesses_file(tmp_path, FINE_TUNED_4BIT)), GateConfig(),
@@ -355,7 +355,7 @@ def test_summary_line_reads_better_with_the_measures_that_improved(tmp_path):
 
 
 def test_a_passing_plain_change_beyond_its_tolerance_says_which_items_moved_it_and_why_they_do_not_count(tmp_path, capsys):
-    from pricer.cli import main
+    from pricer.cli.main import main
 
     run = guesses_file(tmp_path, FINE_TUNED_4BIT, lambda i, g: 99_999.0 if i == 10 else g)
 
@@ -367,7 +367,7 @@ def test_a_passing_plain_change_beyond_its_tolerance_says_which_items_moved_it_a
 
 
 def test_a_passing_plain_change_on_a_trimmed_baseline_says_the_trimmed_mean_cuts_it(tmp_path, capsys):
-    from pricer.cli import main
+    from pricer.cli.main import main
 
     chosen = {7, 70, 140}
     run = guesses_file(tmp_path, BASE_4BIT, lambda i, g: 99_999.0 if i in chosen else g)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pricer.baselines import read_baseline
+from pricer.store.baselines import read_baseline
 
 N = 100  # enough items for the bag of words' lead over the constant guess to be significant
 NAME = "shop"  # the baselines folder every run here shares, whatever predictor made it
@@ -49,7 +49,7 @@ def update(pytester: pytest.Pytester, data: Path, predictor: str, reason: str, *
 
 
 def test_a_new_template_prices_the_same_items_and_other_rows_are_other_items(tmp_path):
-    from pricer.data import DataSpec, identity_digest, items_digest, load_items
+    from pricer.task.data import DataSpec, identity_digest, items_digest, load_items
 
     rows = [{"title": f"Lamp {i}", "description": f"bright {i}", "price": 10.0 + i} for i in range(4)]
     path = tmp_path / "items.jsonl"
@@ -155,7 +155,7 @@ def test_an_anchor_of_other_items_is_refused_naming_the_file(tmp_path, data_dir)
     raw = json.loads(path.read_text())
     raw["anchor"]["items"][0]["truth"] += 1
     raw.pop("checksum")
-    from pricer.baselines import _checksum
+    from pricer.store.baselines import _checksum
 
     path.write_text(json.dumps({**raw, "checksum": _checksum(raw)}))
     with pytest.raises(BaselineError, match=r"classic.json: anchor: its items are not the baseline's"):
@@ -163,8 +163,8 @@ def test_an_anchor_of_other_items_is_refused_naming_the_file(tmp_path, data_dir)
 
 
 def test_drift_past_the_tolerance_fails_against_the_anchor_though_each_step_passed(tmp_path, data_dir):
-    from pricer.compare import compare_run, read_run
-    from pricer.gate import GateConfig
+    from pricer.gate.compare import compare_run, read_run
+    from pricer.gate.verdict import GateConfig
 
     chain, path = write_chain(tmp_path, data_dir, shares=(1.0, 1.06, 1.12, 1.18))
     baseline = read_baseline(path)
@@ -181,12 +181,12 @@ def test_drift_past_the_tolerance_fails_against_the_anchor_though_each_step_pass
 def write_chain(folder: Path, data: Path, *, shares: tuple[float, ...]) -> tuple[list[Path], Path]:
     """A baseline rewritten once per share (each run's guesses `share` times further from the truth, in log terms, than the
     bag of words'), the last share left as a run file: each step small, their sum large."""
-    from pricer.baselines import write_baseline
-    from pricer.classic import train_classic
-    from pricer.data import DataSpec, load_items
-    from pricer.evaluate import score_run
-    from pricer.fingerprint import Fingerprint
-    from pricer.predict import Prediction
+    from pricer.store.baselines import write_baseline
+    from pricer.engines.classic import train_classic
+    from pricer.task.data import DataSpec, load_items
+    from pricer.engines.evaluate import score_run
+    from pricer.store.fingerprint import Fingerprint
+    from pricer.engines.predict import Prediction
 
     items = load_items(DataSpec(source=str(data), n=N))
     bow = train_classic("bow", load_items(DataSpec(source=str(data), split="train", n=None)))
@@ -282,8 +282,8 @@ def test_against_a_ref_without_the_baseline_says_it_is_new_there(two_commits, da
 
 @pytest.mark.parametrize("width", ["4bit", "8bit", "16bit", "32bit"])
 def test_the_fine_tuned_model_is_judged_against_the_base_models_baseline(width):
-    from pricer.compare import compare_files
-    from pricer.gate import GateConfig
+    from pricer.gate.compare import compare_files
+    from pricer.gate.verdict import GateConfig
 
     root = Path(__file__).parent.parent / "baselines"
     base = root / "smollm2-135m-instruct" / "cpu-float32" / f"{width}.json"
@@ -300,8 +300,8 @@ def test_the_fine_tuned_model_is_judged_against_the_base_models_baseline(width):
 
 def test_a_prompt_cut_to_its_title_is_judged_worse_on_the_committed_data():
     # A real run (benchmarks/judge_merge.py): the fine-tuned model at 32 bits, each prompt cut to 120 characters.
-    from pricer.compare import compare_files
-    from pricer.gate import GateConfig
+    from pricer.gate.compare import compare_files
+    from pricer.gate.verdict import GateConfig
 
     root = Path(__file__).parent.parent
     base = root / "baselines" / "smollm2-135m-instruct-smollm2-135m-pricer" / "cpu-bfloat16" / "32bit.json"
@@ -316,8 +316,8 @@ def test_a_prompt_cut_to_its_title_is_judged_worse_on_the_committed_data():
 
 def test_a_harmless_rewording_that_moves_49_guesses_is_judged_not_worse():
     # A real run (benchmarks/judge_merge.py): "Product listing from an online shop." before every prompt.
-    from pricer.compare import compare_files
-    from pricer.gate import GateConfig
+    from pricer.gate.compare import compare_files
+    from pricer.gate.verdict import GateConfig
 
     root = Path(__file__).parent.parent
     base = root / "baselines" / "smollm2-135m-instruct-smollm2-135m-pricer" / "cpu-bfloat16" / "32bit.json"

@@ -1,4 +1,4 @@
-"""Each statistic of pricer.measures against scipy (or against the count by hand) on small hand-made cases."""
+"""Each statistic of pricer.gate.measures against scipy (or against the count by hand) on small hand-made cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pricer.measures import RESAMPLES, ROW_HEADERS, SEED, McNemar, Measure, PairedMean, holm, judge, moved_most
+from pricer.gate.measures import RESAMPLES, ROW_HEADERS, SEED, McNemar, Measure, PairedMean, holm, judge, moved_most
 
 
 def test_paired_mean_p_is_the_exact_sign_flip_count_when_few_items_changed():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pricer import models
+from pricer.engines import models
 from pricer.errors import ModelError, OptionError
-from pricer.models import BITS, ModelCache, ModelInfo, load_model, quant_config
+from pricer.engines.models import BITS, ModelCache, ModelInfo, load_model, quant_config
 
 # The 4- and 8-bit footprints depend on the hardware: bitsandbytes packs the linear layers (1 byte a weight at 8
 # bits, half a byte at 4), while embeddings and norms stay in the dtype chosen for the device. The default
@@ -446,7 +446,7 @@ def test_4bit_on_cuda_computes_in_bf16_or_fp16_and_records_the_gpu():
 def test_bitsandbytes_kernels_hint_is_dropped_and_its_other_messages_kept(caplog) -> None:
     import logging
 
-    from pricer.models import KERNELS_HINT
+    from pricer.engines.models import KERNELS_HINT
 
     logger = logging.getLogger(KERNELS_HINT[0])
     with caplog.at_level(logging.WARNING, logger=KERNELS_HINT[0]):

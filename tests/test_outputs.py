@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pricer.cli import main
+from pricer.cli.main import main
 from pricer.errors import DataError, OutputError
 from test_compare import FINE_TUNED, committed
 from test_plugin import EVAL_FILE, EVAL_TEST, SMALL_N, classic_file, gate, named
@@ -140,7 +140,7 @@ def test_summary_into_a_fifo_nobody_reads_is_refused_at_once_naming_it(tmp_path,
 
 
 def test_summary_into_a_fifo_with_a_reader_is_written_once_as_a_stream(tmp_path):
-    from pricer.summary import append_document
+    from pricer.plugin.summary import append_document
 
     fifo = tmp_path / "summary.fifo"
     os.mkfifo(fifo)
@@ -166,7 +166,7 @@ def test_compare_summary_to_dev_stdout_into_a_pipe_is_streamed(tmp_path):
     baseline = committed(FINE_TUNED, "4bit")
     copy = shutil.copyfile(baseline, tmp_path / "rerun.json")
 
-    done = subprocess.run([sys.executable, "-m", "pricer.cli", "compare", str(baseline), str(copy),
+    done = subprocess.run([sys.executable, "-m", "pricer.cli.main", "compare", str(baseline), str(copy),
                            "--summary=/dev/stdout"], capture_output=True, text=True, timeout=120)
 
     assert done.returncode == 0, done.stderr
@@ -181,7 +181,7 @@ def test_compare_summary_to_dev_stdout_redirected_to_a_log_appends_to_the_log(tm
     inode = log.stat().st_ino
 
     with log.open("a") as out:
-        done = subprocess.run([sys.executable, "-m", "pricer.cli", "compare", str(baseline), str(copy),
+        done = subprocess.run([sys.executable, "-m", "pricer.cli.main", "compare", str(baseline), str(copy),
                                "--summary=/dev/stdout"], stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
 
     assert done.returncode == 0, done.stderr
@@ -289,7 +289,7 @@ def test_history_in_a_folder_it_cannot_write_is_one_line_after_the_verdict_exit_
 
 
 def test_a_summary_we_may_write_in_a_folder_we_may_not_is_appended_in_place(tmp_path):
-    from pricer.summary import append_document
+    from pricer.plugin.summary import append_document
 
     folder = tmp_path / "locked"
     folder.mkdir()
@@ -372,7 +372,7 @@ def test_update_baselines_through_a_link_rewrites_the_file_it_points_at(baseline
 
 
 def test_history_through_a_link_appends_to_the_file_it_points_at(tmp_path):
-    from pricer.accuracy_history import append_accuracy, read_accuracy
+    from pricer.history.accuracy_history import append_accuracy, read_accuracy
     from test_history import entry
 
     target = tmp_path / "kept.jsonl"
@@ -413,7 +413,7 @@ def test_a_float_index_in_a_run_row_is_named_a_json_float(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["dangling", "folder", "fifo"])
 def test_a_data_folders_split_file_that_is_not_a_file_is_named_as_what_it_is(tmp_path, data_dir, name):
-    from pricer.data import DataSpec, load_items
+    from pricer.task.data import DataSpec, load_items
 
     shutil.copyfile(data_dir / "train.jsonl", tmp_path / "train.jsonl")
     odd = tmp_path / "test.jsonl"
@@ -429,7 +429,7 @@ def test_a_data_folders_split_file_that_is_not_a_file_is_named_as_what_it_is(tmp
 
 
 def test_a_baseline_or_history_that_is_a_fifo_is_named_never_read(tmp_path, capsys):
-    from pricer.accuracy_history import read_accuracy
+    from pricer.history.accuracy_history import read_accuracy
     from pricer.errors import HistoryError
 
     fifo = tmp_path / "4bit.json"
@@ -484,7 +484,7 @@ def test_pricer_history_types_the_projects_ini_key_the_same_way(tmp_path, monkey
 
 
 NATIVE_SETTINGS = """
-from pricer.pytest_plugin import _option
+from pricer.plugin.pytest_plugin import _option
 
 
 def test_settings(request):
@@ -531,14 +531,14 @@ from pathlib import Path
 kind, path = sys.argv[1], Path(sys.argv[2])
 for count in range(100000):
     if kind == "summary":
-        from pricer.summary import append_document
+        from pricer.plugin.summary import append_document
         append_document(path, {HEADER!r} + f"- line {{count}}\\n" * {BLOCK_LINES})
     elif kind == "history":
-        from pricer.accuracy_history import append_accuracy
+        from pricer.history.accuracy_history import append_accuracy
         from test_history import entry
         append_accuracy(path, [entry()] * 50)
     else:
-        from pricer.charts import running_error_chart
+        from pricer.report.charts import running_error_chart
         running_error_chart(path, errors=[float(i % 7) for i in range(200 + count)], title=f"run {{count}}")
 """
 
@@ -577,7 +577,7 @@ def _complete_blocks(kind: str, path: Path) -> int:
             assert len(lines) == BLOCK_LINES and len(set(lines)) == 1, "a partial block"
         return len(blocks) - 1
     if kind == "history":
-        from pricer.accuracy_history import read_accuracy
+        from pricer.history.accuracy_history import read_accuracy
 
         entries = read_accuracy(path)  # raises on a partial line
         assert len(entries) % 50 == 0, "a partial append"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pricer.gate import GateConfig
+from pricer.gate.verdict import GateConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "planted_regressions.py"

@@ -1,4 +1,4 @@
-"""Tests of pricer.pytest_plugin through pytester: on real items the gate fails and passes when it should.
+"""Tests of pricer.plugin.pytest_plugin through pytester: on real items the gate fails and passes when it should.
 
 The projects gate classic predictors (constant, random-forest), so no LLM is loaded; they need $PRICER_DATA.
 """
@@ -31,8 +31,8 @@ def test_accuracy_holds_against_baseline(pricer_gate):
 PLANTED_REGRESSION = """
 import pytest
 
-from pricer.classic import ClassicPredictor
-from pricer.predict import Prediction
+from pricer.engines.classic import ClassicPredictor
+from pricer.engines.predict import Prediction
 
 
 @pytest.fixture(autouse=True)
@@ -54,9 +54,9 @@ pytestmark = pytest.mark.usefixtures("late_imports")
 
 def write_baseline(folder: Path, data: Path, *, predictor: str, n: int) -> Path:
     """Store a classic predictor's baseline through the session the plugin uses; returns its path."""
-    from pricer.data import DataSpec
+    from pricer.task.data import DataSpec
     from pricer.errors import BaselineError
-    from pricer.session import EvalSession, EvalSettings
+    from pricer.plugin.session import EvalSession, EvalSettings
 
     settings = EvalSettings(data=DataSpec(source=str(data), n=n), predictor=predictor, baselines=folder,
                             update=True, reason="made by tests/test_plugin.py")
@@ -319,8 +319,8 @@ def answers_changed(positions: tuple[int, ...], guess: str) -> str:
     return f"""
 import pytest
 
-from pricer.classic import ClassicPredictor
-from pricer.predict import Prediction
+from pricer.engines.classic import ClassicPredictor
+from pricer.engines.predict import Prediction
 
 
 @pytest.fixture(autouse=True)
@@ -365,7 +365,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_failing_gate_puts_the_failing_measure_in_the_summary_the_junit_xml_and_a_chart(baselined, data_dir):
     import xml.etree.ElementTree as ET
 
-    from pricer.summary import property_slug
+    from pricer.plugin.summary import property_slug
 
     baselined.makeconftest(PLANTED_REGRESSION.replace("3 * p.guess", "8 * p.guess"))  # 3x hides in a constant's error
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pricer.prompts import PRICE_PREFIX
+from pricer.task.prompts import PRICE_PREFIX
 
 RUN_TEST = """
 def test_items_are_priced(pricer_run):

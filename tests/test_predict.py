@@ -8,10 +8,10 @@ import warnings
 
 import pytest
 
-from pricer.data import DataSpec, Item, load_items
+from pricer.task.data import DataSpec, Item, load_items
 from pricer.errors import OptionError
-from pricer.models import BITS, ModelCache
-from pricer.predict import (
+from pricer.engines.models import BITS, ModelCache
+from pricer.engines.predict import (
     DEFAULT_MAX_NEW_TOKENS,
     DecodingPolicy,
     LLMPredictor,
@@ -20,7 +20,7 @@ from pricer.predict import (
     predict_one_at_a_time,
     token_budget_batches,
 )
-from pricer.prompts import COURSE_TEMPLATE
+from pricer.task.prompts import COURSE_TEMPLATE
 
 # Two short prompts in the course's layout: enough to exercise padding (their lengths differ) in a fraction of a second.
 ITEMS = [

@@ -1,4 +1,4 @@
-"""pricer.prompts: the course's price parsing rule, titles, answers stripped and templates filled."""
+"""pricer.task.prompts: the course's price parsing rule, titles, answers stripped and templates filled."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pricer.prompts import (COURSE_TEMPLATE, PRICE_PREFIX, QUESTION, parse_price, prompt_of, render,
+from pricer.task.prompts import (COURSE_TEMPLATE, PRICE_PREFIX, QUESTION, parse_price, prompt_of, render,
                             template_fields, title_of)
 
 

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pricer.baselines import Baseline, BaselineItem
-from pricer.data import Item
+from pricer.store.baselines import Baseline, BaselineItem
+from pricer.task.data import Item
 from pricer.errors import PricerError
-from pricer.evaluate import score_run
-from pricer.fingerprint import Fingerprint
-from pricer.gate import GateConfig, Verdict, compare
-from pricer.predict import Prediction
+from pricer.engines.evaluate import score_run
+from pricer.store.fingerprint import Fingerprint
+from pricer.gate.verdict import GateConfig, Verdict, compare
+from pricer.engines.predict import Prediction
 
 FINGERPRINT = Fingerprint(decisive={"predictor": "generated", "data_sha256": "abc", "n": 0},
                           context={"cpu": "one machine"})
@@ -190,8 +190,8 @@ from pathlib import Path
 
 import pytest
 
-from pricer.classic import ClassicPredictor
-from pricer.predict import Prediction
+from pricer.engines.classic import ClassicPredictor
+from pricer.engines.predict import Prediction
 
 GUESSES = json.loads(Path(__file__).with_name("guesses.json").read_text())
 
@@ -215,9 +215,9 @@ AGREEMENT_N = 60  # items: enough for a verdict either way, few enough for a qui
 
 @pytest.fixture(scope="module")
 def constant_baseline(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pricer.data import DataSpec
+    from pricer.task.data import DataSpec
     from pricer.errors import BaselineError
-    from pricer.session import EvalSession, EvalSettings
+    from pricer.plugin.session import EvalSession, EvalSettings
 
     folder = tmp_path_factory.mktemp("baselines")
     settings_ = EvalSettings(data=DataSpec(source=str(data_dir), n=AGREEMENT_N), predictor="constant",
@@ -233,8 +233,8 @@ def constant_baseline(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 @given(st.lists(st.floats(min_value=0.3, max_value=30.0), min_size=AGREEMENT_N, max_size=AGREEMENT_N))
 def test_pricer_compare_and_the_plugin_give_the_same_verdict_on_the_same_files(pytester, data_dir, constant_baseline,
                                                                               capsys, factors):
-    from pricer.baselines import read_baseline
-    from pricer.cli import main
+    from pricer.store.baselines import read_baseline
+    from pricer.cli.main import main
 
     baseline = read_baseline(constant_baseline)
     guesses = [round(b.guess * f, 2) for b, f in zip(baseline.items, factors)]

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from pricer.baselines import baseline_path, read_baseline
-from pricer.classic import CLASSIC_NAMES
-from pricer.cli import main
-from pricer.data import DATA_ENV, DataSpec, load_items
+from pricer.store.baselines import baseline_path, read_baseline
+from pricer.engines.classic import CLASSIC_NAMES
+from pricer.cli.main import main
+from pricer.task.data import DATA_ENV, DataSpec, load_items
 from pricer.errors import DataError
-from pricer.metrics import score_item
-from pricer.report import metrics_row
-from pricer.widths import NAMES as WIDTHS
+from pricer.task.metrics import score_item
+from pricer.report.tester import metrics_row
+from pricer.engines.widths import NAMES as WIDTHS
 
 REPO = Path(__file__).resolve().parent.parent
 README_LINES = 150  # the front door: what it is, the commands, one failing gate, links onward
@@ -35,8 +35,8 @@ ELIDED = "..."  # a sample line of its own: real lines were left out here; at a 
 PLANTED_REGRESSION = """
 import pytest
 
-from pricer.classic import ClassicPredictor
-from pricer.predict import Prediction
+from pricer.engines.classic import ClassicPredictor
+from pricer.engines.predict import Prediction
 
 
 @pytest.fixture(autouse=True)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pricer.baselines import baseline_path, write_baseline
-from pricer.data import Item
+from pricer.store.baselines import baseline_path, write_baseline
+from pricer.task.data import Item
 from pricer.errors import BaselineError
-from pricer.evaluate import score_run
-from pricer.fingerprint import Fingerprint
-from pricer.predict import Prediction
-from pricer.prompts import PRICE_PREFIX, QUESTION
-from pricer.results import collect_results, format_results, read_course_table, results_chart
+from pricer.engines.evaluate import score_run
+from pricer.store.fingerprint import Fingerprint
+from pricer.engines.predict import Prediction
+from pricer.task.prompts import PRICE_PREFIX, QUESTION
+from pricer.cli.results import collect_results, format_results, read_course_table, results_chart
 
 COURSE_README = """# Tester outputs
 
@@ -101,7 +101,7 @@ def test_results_chart_is_written_whole(data, tmp_path):
 
 
 def test_cli_results_prints_the_table_and_writes_the_chart(data, tmp_path, capsys):
-    from pricer.cli import main
+    from pricer.cli.main import main
 
     chart = tmp_path / "results.svg"
     _store(tmp_path / "baselines", "smollm2-135m-instruct", "4bit", [300.0, 100.0])

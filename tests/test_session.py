@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pricer.cpu_threads import wait_policy
-from pricer.data import DataSpec
-from pricer.session import EvalSession, EvalSettings
+from pricer.engines.cpu_threads import wait_policy
+from pricer.task.data import DataSpec
+from pricer.plugin.session import EvalSession, EvalSettings
 
 ADAPTER = Path(__file__).resolve().parents[1] / "adapters" / "smollm2-135m-pricer"
 
@@ -30,7 +30,7 @@ def test_an_llm_run_records_threads_dtypes_policy_and_the_adapter_by_name(sessio
     context, decisive = fingerprint.context, fingerprint.decisive
     # Thread count and compute dtype can flip greedy decodes on a CPU, so both travel with every result.
     assert context["torch_threads"] == torch.get_num_threads()
-    # How its threads waited: speed only, so context (pricer.cpu_threads sets PASSIVE unless the user chose).
+    # How its threads waited: speed only, so context (pricer.engines.cpu_threads sets PASSIVE unless the user chose).
     assert context["omp_wait_policy"] == wait_policy(os.environ) and "omp_wait_policy" not in decisive
     assert context["compute_dtype"] == "float32" and context["padding"] == "left"
     assert context["token_budget"] and context["order"] == "length"  # no baseline yet: the device's default
@@ -43,11 +43,11 @@ def test_an_llm_run_records_threads_dtypes_policy_and_the_adapter_by_name(sessio
 
 def _baseline_with_batching(session: EvalSession, width: str, context: dict) -> Path:
     """A stored baseline for width whose fingerprint records the given batching (what matters here)."""
-    from pricer.evaluate import RunResult
-    from pricer.fingerprint import Fingerprint
-    from pricer.baselines import write_baseline
-    from pricer.metrics import score_items, summarize
-    from pricer.predict import Prediction
+    from pricer.engines.evaluate import RunResult
+    from pricer.store.fingerprint import Fingerprint
+    from pricer.store.baselines import write_baseline
+    from pricer.task.metrics import score_items, summarize
+    from pricer.engines.predict import Prediction
 
     items = session.items
     predictions = [Prediction(guess=10.0, completion="10", parsed=True) for _ in items]

@@ -1,4 +1,4 @@
-"""pricer.summary: a verdict as a Markdown block and as JUnit properties; a session's blocks as one document."""
+"""pricer.plugin.summary: a verdict as a Markdown block and as JUnit properties; a session's blocks as one document."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pricer import summary
-from pricer.baselines import read_baseline, write_baseline
-from pricer.data import Item
-from pricer.evaluate import score_run
-from pricer.fingerprint import Fingerprint
-from pricer.gate import GateConfig, Verdict, compare
-from pricer.predict import Prediction
-from pricer.session import Outcome
+from pricer.plugin import summary
+from pricer.store.baselines import read_baseline, write_baseline
+from pricer.task.data import Item
+from pricer.engines.evaluate import score_run
+from pricer.store.fingerprint import Fingerprint
+from pricer.gate.verdict import GateConfig, Verdict, compare
+from pricer.engines.predict import Prediction
+from pricer.plugin.session import Outcome
 
 N = 60
 FINGERPRINT = Fingerprint(decisive={"predictor": "constant", "data_sha256": "abc", "n": N})

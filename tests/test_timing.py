@@ -1,4 +1,4 @@
-"""Tests of pricer.timing with a fake clock: warm-up ends when rounds settle, rounds as pytest-benchmark picks them,
+"""Tests of pricer.history.timing with a fake clock: warm-up ends when rounds settle, rounds as pytest-benchmark picks them,
 the garbage collector off inside the timed call, a planted slowdown of the asked share."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from pricer.timing import (WARMUP_MAX_ROUNDS, SpeedProbe, matmul_probe, round_setup, rounds_for, settled, slowed,
+from pricer.history.timing import (WARMUP_MAX_ROUNDS, SpeedProbe, matmul_probe, round_setup, rounds_for, settled, slowed,
                            timed_call, warm_up)
 
 

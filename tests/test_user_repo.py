@@ -26,8 +26,8 @@ GATE = ("-m", "eval", PREDICTOR, "-p", "no:cacheprovider")
 PLANTED_REGRESSION = '''
 import pytest
 
-from pricer.classic import ClassicPredictor
-from pricer.predict import Prediction
+from pricer.engines.classic import ClassicPredictor
+from pricer.engines.predict import Prediction
 
 
 @pytest.fixture(autouse=True)

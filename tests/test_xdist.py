@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from pricer import cpu_threads, workers
-from pricer.data import DataSpec, Item
-from pricer.evaluate import score_run
-from pricer.fingerprint import Fingerprint
-from pricer.predict import Prediction
-from pricer.ladder import read_saved_runs
+from pricer.engines import cpu_threads
+
+from pricer.plugin import workers
+from pricer.task.data import DataSpec, Item
+from pricer.engines.evaluate import score_run
+from pricer.store.fingerprint import Fingerprint
+from pricer.engines.predict import Prediction
+from pricer.gate.ladder import read_saved_runs
 
 pytest.importorskip("xdist", reason="pytest-xdist is not installed (pip install -e '.[test]')")
 
@@ -73,7 +75,7 @@ def history(path: Path) -> list[dict]:
 def stored_baselines(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The constant predictor's baseline on the 250 items, written once through the plugin's session."""
     from pricer.errors import BaselineError
-    from pricer.session import EvalSession, EvalSettings
+    from pricer.plugin.session import EvalSession, EvalSettings
 
     root = tmp_path_factory.mktemp("classic")
     settings = EvalSettings(data=DataSpec(source=str(data_dir), n=GATED_N), predictor="constant",
@@ -116,8 +118,8 @@ def test_two_workers_append_the_summary_once_from_the_controller_and_junit_gets_
 
 
 def test_the_controller_puts_every_workers_summary_block_in_one_document_in_width_order(tmp_path):
-    from pricer.session import EvalSession, EvalSettings
-    from pricer.summary import session_document
+    from pricer.plugin.session import EvalSession, EvalSettings
+    from pricer.plugin.summary import session_document
 
     settings = EvalSettings(data=DataSpec(source="unused"), bits=(8, 32))
     session = EvalSession(settings, root=tmp_path)
@@ -178,7 +180,7 @@ def llm_runs(data_dir: Path, tmp_path_factory: pytest.TempPathFactory, one_torch
     """Serial runs of each width (as two CI jobs would: baselines and --pricer-save-runs folders), then the gate
     with -n 2 against those baselines."""
     from pricer.errors import BaselineError
-    from pricer.session import EvalSession, EvalSettings
+    from pricer.plugin.session import EvalSession, EvalSettings
 
     root = tmp_path_factory.mktemp("llm")
     baselines = {}
@@ -263,7 +265,7 @@ def test_the_controller_appends_one_summary_with_every_workers_width_and_the_lad
 
 
 def test_two_matrix_jobs_merge_into_the_ladder_the_workers_gave(llm_runs, capsys):
-    from pricer.cli import main
+    from pricer.cli.main import main
 
     code = main(["ladder", *(str(llm_runs.root / "jobs" / f"{b}bit") for b in LLM_BITS)])
 
@@ -280,7 +282,7 @@ def test_two_matrix_jobs_merge_into_the_ladder_the_workers_gave(llm_runs, capsys
 
 def _saved_run(folder: Path, *, bits: int, guesses: list[float], prices: list[float]) -> Path:
     """A run stored as --pricer-save-runs stores it, with chosen guesses."""
-    from pricer.baselines import write_baseline
+    from pricer.store.baselines import write_baseline
 
     items = [Item(index=i + 1, prompt=f"item {i}", price=p, title=f"item {i}") for i, p in enumerate(prices)]
     run = score_run(f"model {bits}bit", items, [Prediction(guess=g) for g in guesses])
@@ -291,7 +293,7 @@ def _saved_run(folder: Path, *, bits: int, guesses: list[float], prices: list[fl
 
 
 def test_ladder_of_saved_runs_is_each_widths_paired_error_change_against_32bit(tmp_path, capsys):
-    from pricer.cli import main
+    from pricer.cli.main import main
 
     prices = [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
     _saved_run(tmp_path / "job-a", bits=32, guesses=[110, 190, 300, 420, 480, 600], prices=prices)  # Error 10
@@ -320,7 +322,7 @@ def test_ladder_refuses_saved_runs_of_other_items_naming_the_field(tmp_path):
 
 
 def test_the_controller_orders_relayed_widths_and_fails_the_run_on_a_ladder_past_the_max_tax(pytester, tmp_path):
-    from pricer.session import EvalSession, EvalSettings, Outcome
+    from pricer.plugin.session import EvalSession, EvalSettings, Outcome
 
     prices = [100.0, 200.0, 300.0, 400.0]
     items = [Item(index=i + 1, prompt=f"item {i}", price=p, title=f"item {i}") for i, p in enumerate(prices)]
@@ -409,7 +411,7 @@ def test_only_n_distributes_by_group_and_an_explicit_dist_is_kept(given, dist):
 
 
 def _append_many(path: str, width: str, count: int) -> None:
-    from pricer.accuracy_history import accuracy_entry, append_accuracy
+    from pricer.history.accuracy_history import accuracy_entry, append_accuracy
 
     items = [Item(index=1, prompt="p", price=10.0, title="t")]
     run = score_run(width, items, [Prediction(guess=12.0)])
@@ -420,7 +422,7 @@ def _append_many(path: str, width: str, count: int) -> None:
 
 
 def test_history_appends_from_processes_finishing_together_keep_every_line(tmp_path):
-    from pricer.accuracy_history import read_accuracy
+    from pricer.history.accuracy_history import read_accuracy
 
     path = tmp_path / "history.jsonl"
     context = multiprocessing.get_context("fork")

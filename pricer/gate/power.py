@@ -1,0 +1,63 @@
+"""`pricer power`: how many items a gate needs. What each measure can detect with a baseline's items, and the n that
+would detect a chosen worsening, scaled from the gate's own `detectable` (no statistics of its own)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pricer.store.baselines import Baseline
+from pricer.gate.verdict import GateConfig, course_measures, detectable
+from pricer.plugin.outcome import SMALL_N
+from pricer.report.tester import format_table
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Need:
+    """One measure: what it detects now, the worsening asked about, and the items that would detect it."""
+
+    measure: str
+    detectable: str  # at the baseline's n, as the gate prints it
+    target: str  # the worsening asked about, in the measure's unit
+    items: int | None  # None: below the measure's tolerance, which no n makes fail
+    note: str = ""
+
+
+def needs(baseline: Baseline, config: GateConfig, *, worse: float) -> list[Need]:
+    """Per measure: a continuous one (Error, log error) asked about `worse` of its level, whose detectable change
+    shrinks as 1/sqrt(n); a share of items (Hits, unparsed) asked about its tolerance, detectable as k/n."""
+    n = len(baseline.items)
+    found = []
+    for measure, seen in zip(course_measures(baseline.items, baseline.items, config), detectable(baseline, config)):
+        level = math.fsum(measure.before) / n
+        if seen.share is not None:  # a continuous measure
+            target = worse * level
+            tolerance = measure.tolerance / level if level else math.inf
+            if worse <= tolerance:
+                found.append(Need(measure=measure.name, detectable=seen.text, target=f"{worse:.0%}", items=None,
+                                  note=f"within its tolerance ({tolerance:.0%}): passes at any n"))
+                continue
+            # The normal rule of thumb flatters tiny samples; below SMALL_N the gate itself warns it is too coarse.
+            items = max(SMALL_N, math.ceil(n * (seen.amount / target) ** 2))
+            found.append(Need(measure=measure.name, detectable=seen.text,
+                              target=f"{worse:.0%} ({measure.amount(target)})", items=items))
+        else:  # k items all moving one way: amount = k / n
+            target = measure.tolerance
+            items = math.ceil(seen.amount * n / target) if target else None
+            found.append(Need(measure=measure.name, detectable=seen.text,
+                              target=f"{measure.amount(target, signed=False)} (its tolerance)", items=items))
+    return found
+
+
+def power_lines(baseline: Baseline, config: GateConfig, *, worse: float) -> list[str]:
+    """The report of `pricer power`: a heading, one row per measure, and how to read it."""
+    n = len(baseline.items)
+    rows = [[need.measure, need.detectable, need.target,
+             need.note or (f"{need.items:,}" + (" (have enough)" if need.items <= n else ""))]
+            for need in needs(baseline, config, worse=worse)]
+    return [f"{baseline.path}: {n} items, Error ${baseline.metrics['error']:,.2f}",
+            format_table(["measure", f"detectable at n={n}", "to detect", "items needed"], rows),
+            "detectable: the smallest worsening the gate finds 80% of the time (after Holm's correction); a change "
+            "must also pass its tolerance to fail. Items needed scale from the same rule (Error and log error as "
+            f"1/sqrt(n), Hits and unparsed as 1/n; never below {SMALL_N}, where the gate warns it is too coarse); gate "
+            "that many with --pricer-n."]

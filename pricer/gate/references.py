@@ -1,0 +1,47 @@
+"""One run judged against several references: the baseline it replaces, the target branch's, the anchor drift is
+measured from; and what a verdict says of the model that made the baseline."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from pricer.store.baselines import Anchor
+from pricer.gate.verdict import Verdict
+
+# Changes that make a baseline describe another model, prompt or decoding: a run that passes against it is worth
+# storing as the new baseline.
+REPLACED = {
+    "model": ("predictor", "model", "weights_sha256", "adapter_sha256", "quantization"),
+    "prompt": ("prompts_sha256",),
+    "decoding": ("max_new_tokens", "do_sample"),
+}
+
+
+def verdict_word(verdict: Verdict) -> str:
+    """How a run was judged in a few words: WORSE (measures), better (measures) or not worse."""
+    if verdict.worse:
+        return verdict.status()
+    return f"better ({', '.join(verdict.better)})" if verdict.better else "not worse"
+
+
+def with_references(verdict: Verdict, references: Sequence[tuple[str, Verdict]]) -> Verdict:
+    """The verdict, failing also where the run is worse than another reference; a reference of other items is a
+    note (the change moved to other items, which only its own baseline can judge)."""
+    if not references:
+        return verdict
+    worse = [(label, v) for label, v in references if v.worse]
+    reasons = (*verdict.reasons, *(f"against {label}: {'; '.join(v.reasons)}" for label, v in worse))
+    return dataclasses.replace(verdict, passed=verdict.passed and not worse, reasons=reasons,
+                               references=tuple(references))
+
+
+def replaced_what(verdict: Verdict) -> str:
+    """'model', 'prompt' or 'model and prompt' when the baseline was made by another one, else ''."""
+    fields = {c.field for c in verdict.changes}
+    return " and ".join(kind for kind, names in REPLACED.items() if fields & set(names))
+
+
+def anchor_label(anchor: Anchor) -> str:
+    """How the verdict names the anchor: when it was stored and why."""
+    return f"the anchor of {anchor.date[:10]} ({anchor.reason})"

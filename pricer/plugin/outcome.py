@@ -1,0 +1,263 @@
+"""Each width's outcome, decided in one place (as pytest-regressions' perform_regression_check): missing, rewritten,
+or compared with its baseline; the baseline is read once, and also tells which batching to reproduce and what the
+gate can detect before it runs."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pricer.store.baselines import Baseline, read_baseline, write_baseline
+from pricer.errors import BaselineError, OptionError, PricerError
+from pricer.gate.verdict import Detectable, Verdict, compare, detectable
+from pricer.engines.models import COMPUTE_DTYPE_ENV
+from pricer.options.parsers import without
+from pricer.gate.references import anchor_label, replaced_what, verdict_word, with_references
+from pricer.gate.tail import visibility
+from pricer.engines.widths import ORDER
+
+if TYPE_CHECKING:
+    from pricer.store.git_refs import CommittedBaseline
+    from pricer.engines.predict import DecodingPolicy
+    from pricer.plugin.session import EvalSession
+
+# What a run is measured with, not what decides its baselines: a CI job's reports, workers and the ref it gates
+# against; the widths, which the accepting command gives once for every width it rewrites; and what it sets itself.
+NOT_DECIDING = ("--pricer-summary", "--junitxml", "--junit-xml", "--pricer-save-runs", "--pricer-charts",
+                "--pricer-history", "--pricer-against", "--pricer-baseline-class", "--pricer-bits",
+                "--pricer-accept-worse", "--pricer-reason", "--numprocesses", "--maxprocesses", "--dist",
+                "--benchmark-json", "--benchmark-save")
+MEANINGLESS_SHARE = 0.25  # a gate that cannot see a 25% worsening protects nothing
+SMALL_N = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What happened to one width's gate, for the end-of-run summary."""
+
+    width: str
+    path: Path
+    text: str
+    passed: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detectability:
+    """What a width's gate can see before it runs: per measure, and why it is too coarse to trust, if it is."""
+
+    measures: tuple[Detectable, ...]
+    too_coarse: str | None = None  # a warning: no continuous measure can see a 25% worsening, or n is small
+    note: str | None = None  # printed: one measure is coarse but another sees what it misses
+    tail: str = ""  # what the tail rule sees with this baseline, and what it cannot
+
+
+class WidthGates:
+    """The gate of every width of one session: its outcomes, and the baselines it used (read once each)."""
+
+    def __init__(self, session: EvalSession) -> None:
+        self.session = session
+        self.outcomes: list[Outcome] = []
+        self.used_baselines: list[Path] = []
+        self._stored: dict[tuple, Baseline | BaselineError | None] = {}
+
+    def baseline(self, width: str) -> Baseline | None:
+        """The width's stored baseline, read once; None when there is none; BaselineError when it is damaged."""
+        path = self.session.home.path(width)
+        try:
+            stat = path.stat()
+            key = (path, stat.st_mtime_ns, stat.st_size)  # a file rewritten since is read again
+        except OSError:
+            key = (path, None, None)
+        if key not in self._stored:
+            try:
+                self._stored[key] = read_baseline(path) if key[1] is not None else None
+            except BaselineError as exc:
+                self._stored[key] = exc
+        found = self._stored[key]
+        if isinstance(found, BaselineError):
+            raise found
+        return found
+
+    def batching(self, width: str) -> DecodingPolicy | None:
+        """The batching the width's baseline was made with, to reproduce (batch composition flips greedy decodes);
+        None: the options', or the device's default. A damaged baseline gives None here and fails in check()."""
+        from pricer.engines.predict import DEFAULT_MAX_NEW_TOKENS, DecodingPolicy
+
+        s = self.session.settings
+        if s.batch_size is not None or s.token_budget is not None or s.update:
+            return None
+        try:
+            baseline = self.baseline(width)
+        except BaselineError:
+            return None
+        if baseline is None:
+            return None
+        return DecodingPolicy.batching_from(baseline.fingerprint.context, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
+
+    def check(self, width: str) -> Verdict:
+        """Compare the width's run with its baseline (and the references the options add: the target branch's
+        baseline, the anchor drift is measured from); rewrite the baseline when asked, judged first (and still fail)."""
+        home, settings = self.session.home, self.session.settings
+        path = home.path(width)
+        self.used_baselines.append(path)
+        if settings.update and home.asked_class and not home.classic and home.asked_class != home.machine_class:
+            # A baseline holds the greedy decodes of the class it was made on: this machine cannot make another's.
+            self._fail(width, OptionError(
+                f"--update-baselines with --pricer-baseline-class {home.asked_class}: this machine's hardware class "
+                f"is {home.machine_class}, and a baseline is written only for the class it is made on; run the update "
+                f"on a {home.asked_class} machine, or leave out --pricer-baseline-class to rewrite {path}"))
+        try:
+            stored = self.baseline(width)
+            committed = self._committed(width) if settings.against and not settings.update else None
+        except (BaselineError, OptionError) as exc:  # damaged: named, never rewritten over unseen
+            self._fail(width, exc)
+        if not settings.update and stored is None:  # before the minutes a model takes to run
+            self._fail(width, BaselineError(self._missing_text(width, path)))
+        self.session.run(width)  # made here, once, before the rewrite or the verdicts read it
+        if settings.update:
+            try:
+                text = self._rewrite(width, path, previous=stored)
+            except PricerError as exc:  # refused as worse, or the file could not be written: in the summary too
+                self._fail(width, exc)
+            self._fail(width, BaselineError(text))
+        verdict = self._judge(width, stored)
+        references = []
+        if committed is not None and not committed.unchanged:
+            references.append((committed.label, self._judge(width, committed.baseline)))
+        anchor = stored.anchored()
+        if anchor is not None:
+            references.append((anchor_label(stored.anchor), self._judge(width, anchor)))
+        verdict = with_references(verdict, references)
+        text = verdict.summary_line(width)
+        if committed is not None and committed.unchanged:
+            text += f"; the baseline is as on {committed.label}"
+        other = replaced_what(verdict)
+        if verdict.passed and other:
+            text += (f"\n  {width}: the baseline describes another {other}: make this run the new baseline with: "
+                     f"{self.accept_command(width, reason='why it changed')}")
+        self.outcomes.append(Outcome(width=width, path=path, text=text, passed=verdict.passed))
+        return verdict
+
+    def _judge(self, width: str, baseline: Baseline) -> Verdict:
+        """The run of this width against one baseline, with the class rule this session's home decides."""
+        home = self.session.home
+        return compare(baseline, self.session.run(width), self.session.fingerprint(width), self.session.settings.gate,
+                       cross_class=home.cross_class, classes=(home.baseline_class, home.machine_class))
+
+    def _committed(self, width: str) -> CommittedBaseline:
+        from pricer.store.git_refs import baseline_at
+
+        return baseline_at(self.session.settings.against, self.session.home.path(width))
+
+    def _fail(self, width: str, error: Exception) -> None:
+        self.outcomes.append(Outcome(width=width, path=self.session.home.path(width), text=str(error), passed=False))
+        raise error
+
+    def _missing_text(self, width: str, path: Path) -> str:
+        home = self.session.home
+        accept = self.accept_command(width, reason="first baseline")
+        if home.cross_class:  # never the command that would rewrite this machine's own class instead
+            text = (f"{path}: baseline not found; a {home.baseline_class} baseline is made on a "
+                    f"{home.baseline_class} machine, with:\n  {accept}")
+        else:
+            text = f"{path}: baseline not found; create it with:\n  {accept}"
+        others = [] if home.classic else home.other_classes(width)
+        if others:
+            text += (f"\nthis machine's hardware class is {home.machine_class}; baselines of {width} exist for "
+                     f"{', '.join(others)}: gate against one on purpose with --pricer-baseline-class {others[0]} "
+                     "(compared with the cross-class rule)")
+        return text
+
+    def _rewrite(self, width: str, path: Path, *, previous: Baseline | None) -> str:
+        """Judge this run against the baseline it replaces, then write it (a WORSE one only with the trade-off
+        named); the text says what moved and how it was judged (a rewrite never gates green)."""
+        run, settings = self.session.run(width), self.session.settings
+        reason, trade_off = settings.reason or "", (settings.accept_worse or "").strip()
+        judged = self._judge(width, previous) if previous is not None else None
+        if judged is not None and judged.not_comparable:
+            judged = None  # other items or width: nothing to pair with, the message says what differs
+        if judged is not None and judged.worse and not trade_off:
+            accept = self.accept_command(width, reason=reason, trade_off="what it buys")
+            raise BaselineError(f"{path}: not rewritten: this run is WORSE than the baseline it would replace:\n"
+                                f"{judged.message()}\nto store it all the same, name the trade-off: {accept}")
+        kept = trade_off if judged is not None and judged.worse else ""
+        word = verdict_word(judged) if judged is not None else ""
+        write_baseline(path, run=run, fingerprint=self.session.fingerprint(width), reason=reason,
+                       previous=previous, verdict=word + (f", accepted: {kept}" if kept else ""), trade_off=kept)
+        moved = ""
+        if previous is not None:
+            delta = round(run.metrics.error - previous.metrics["error"], 2) + 0.0  # never "-0.00"
+            moved = f" (Error ${previous.metrics['error']:,.2f} -> ${run.metrics.error:,.2f}, {delta:+,.2f})"
+            if len(run.items) < len(previous.items):  # e.g. a --pricer-n 4 trial rewriting the committed 250
+                moved += (f"; WARNING: {len(run.items)} items replace {len(previous.items)}, so later gates "
+                          f"see only {len(run.items)}: restore it from git unless that is meant")
+        text = f"{path}: baseline rewritten{moved}, reason: {reason}; a rewrite never gates green, re-run to gate"
+        if judged is not None:
+            text += (f"\njudged against the baseline it replaces: {word}"
+                     + (f"; stored as a trade-off: {kept} (drift is measured from this run on)" if kept else "")
+                     + f"\n{judged.message()}")
+        elif settings.accept_worse:
+            text += "\n--pricer-accept-worse was not needed: there was no comparable baseline to be worse than"
+        return text
+
+    def detectability(self, width: str) -> Detectability | None:
+        """Per measure, the smallest worsening the gate sees at 80% power, and why it is too coarse, if it is;
+        None when there is no baseline to gate against (check() says so)."""
+        baseline = self.baseline(width)
+        if baseline is None:
+            return None
+        settings, home = self.session.settings, self.session.home
+        found = detectable(baseline, settings.gate)
+        rule = (settings.gate.across_classes() if home.cross_class else settings.gate).tail
+        tail = visibility(rule, guesses=[b.guess for b in baseline.items], truths=[b.truth for b in baseline.items])
+        if len(baseline.items) < SMALL_N:
+            return Detectability(measures=found, tail=tail, too_coarse="too coarse to protect anything; raise --pricer-n")
+        continuous = [d for d in found if d.share is not None]
+        coarse = [d for d in continuous if d.share > MEANINGLESS_SHARE]
+        if not coarse:
+            return Detectability(measures=found, tail=tail)
+        shares = ", ".join(f"{d.measure} {d.share:.0%}" for d in coarse)
+        if len(coarse) < len(continuous):  # another measure sees what this one cannot: worth a line, not a warning
+            seeing = ", ".join(d.measure for d in continuous if d not in coarse)
+            return Detectability(measures=found, tail=tail, note=f"{shares} of its level: coarse alone; {seeing} is finer")
+        return Detectability(measures=found, tail=tail, too_coarse=f"neither Error nor log error can see a "
+                                                                   f"{MEANINGLESS_SHARE:.0%} worsening ({shares})")
+
+    def accept_command(self, *widths: str, reason: str = "...", trade_off: str | None = None) -> str:
+        """One command that rewrites these widths' baselines with the options that decided this run: none of a CI
+        job's reports or workers, bits given once, and the compute dtype that decided the hardware class."""
+        s = self.session.settings
+        bits = () if s.predictor else (f"--pricer-bits={','.join(w.removesuffix('bit') for w in _ordered(widths))}",)
+        kept = without(s.rerun_args, options=NOT_DECIDING, switches=("--update-baselines",), short=("-n",))
+        pinned = os.environ.get(COMPUTE_DTYPE_ENV)
+        env = () if s.predictor or not pinned else (f"{COMPUTE_DTYPE_ENV}={pinned}",)
+        worse = ("--pricer-accept-worse", trade_off) if trade_off else ()
+        return shlex.join((*env, "pytest", *kept, *bits, "--update-baselines", "--pricer-reason", reason, *worse))
+
+    def accept_all(self, *, reason: str = "why") -> str | None:
+        """One command for every width that failed in this session, when more than one did (each failure names its
+        own); None otherwise or when this run rewrote baselines."""
+        failed = dict.fromkeys(o.width for o in self.outcomes if not o.passed)
+        if self.session.settings.update or len(failed) < 2:
+            return None
+        # A WORSE width is stored only with the trade-off named; for one that was not comparable it is not needed.
+        return self.accept_command(*failed, reason=reason, trade_off="what it buys")
+
+    def adopt(self, *, outcomes: Iterable[Outcome] = (), used: Iterable[Path] = ()) -> None:
+        """Outcomes and baselines relayed from another process (an xdist worker)."""
+        self.outcomes.extend(outcomes)
+        self.used_baselines.extend(used)
+
+    def order(self, widths: Sequence[str]) -> None:
+        """Outcomes in the order of `widths` (then bits), as a serial run lists them."""
+        rank = {w: i for i, w in enumerate(widths)}
+        self.outcomes.sort(key=lambda o: (rank.get(o.width, len(rank)), ORDER.get(o.width, len(ORDER))))
+
+
+def _ordered(widths: Iterable[str]) -> list[str]:
+    """Widths once each, narrowest first, as --pricer-bits lists them."""
+    return sorted(dict.fromkeys(widths), key=lambda w: ORDER.get(w, len(ORDER)))

@@ -1,0 +1,1 @@
+"""How a run looks: the course's Tester lines, tables and charts."""

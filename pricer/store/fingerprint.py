@@ -1,0 +1,146 @@
+"""What produced a run: inputs that decide its predictions, and the context that only adds noise."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Scalar = str | int | float | bool | None
+
+# What a run's predictions are made from: the model, its width and inputs, and how it decodes. Stored apart from the
+# context (machine, libraries, batching), and every difference in either is listed as a change since the baseline.
+DECISIVE = (
+    "predictor", "model", "weights_sha256", "adapter_sha256", "bits", "quantization",
+    "items_sha256", "prompts_sha256", "n", "prompt", "max_new_tokens", "do_sample",
+)
+# Only these make a baseline "not comparable": the paired verdict needs the same items (same indices, texts and
+# truths) at the same width. Whatever produced the guesses (model, adapter, prompt, decoding, engine, hardware)
+# is exactly what a merge changes, so it is judged, never refused.
+COMPARABLE = ("bits", "n", "items_sha256")
+# Baselines made before items had a digest of their own stored the prompts' digest under this name.
+_RENAMED = {"data_sha256": "prompts_sha256"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fingerprint:
+    """Two flat maps: `decisive`, what the predictions are made from, and `context`, where they were made."""
+
+    decisive: Mapping[str, Scalar]
+    context: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, dict[str, Scalar]]:
+        return {"decisive": dict(self.decisive), "context": dict(self.context)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, where: str) -> Fingerprint:
+        from pricer.errors import BaselineError
+
+        parts = {}
+        for part in ("decisive", "context"):
+            value = raw.get(part)
+            if not isinstance(value, dict) or not all(isinstance(v, Scalar) for v in value.values()):
+                raise BaselineError(f"{where}: fingerprint.{part} must be an object of plain values")
+            parts[part] = value
+        parts["decisive"] = {_RENAMED.get(k, k): v for k, v in parts["decisive"].items()}
+        return cls(**parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldChange:
+    field: str
+    baseline: Scalar
+    now: Scalar
+
+
+def differences(baseline: Fingerprint, now: Fingerprint) -> tuple[list[FieldChange], list[FieldChange]]:
+    """(what makes the run not comparable, what changed since the baseline) between two fingerprints. A field one
+    side lacks (recorded only by a later pricer, or only for one kind of predictor) is a change, not a mismatch."""
+    changes = _diff(baseline.decisive, now.decisive) + _diff(baseline.context, now.context)
+    refused = [c for c in changes if c.field in COMPARABLE and None not in (c.baseline, c.now)]
+    return refused, [c for c in changes if c not in refused]
+
+
+def _diff(a: Mapping[str, Scalar], b: Mapping[str, Scalar]) -> list[FieldChange]:
+    return [FieldChange(field=k, baseline=a.get(k), now=b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def machine_info() -> dict[str, Scalar]:
+    """The machine a run was made on; another CPU can flip greedy decodes, so it is recorded."""
+    import cpuinfo
+
+    info = cpuinfo.get_cpu_info()
+    flags = set(info.get("flags", []))
+    return {
+        "cpu": info.get("brand_raw", platform.processor()),
+        "cpu_features": ",".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def commit_info(root: Path | None = None) -> dict[str, Scalar]:
+    """The git commit a run was made from, as pytest-benchmark records it; empty outside a repository."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def today() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split_fields(flat: Mapping[str, Scalar]) -> Fingerprint:
+    """A run's recorded fields, split: those in DECISIVE say what made the predictions, the rest are context."""
+    decisive = {k: flat[k] for k in DECISIVE if k in flat}
+    return Fingerprint(decisive=decisive, context={k: v for k, v in flat.items() if k not in decisive})
+
+
+def llm_fields(loaded: Any, policy: Mapping[str, Scalar]) -> dict[str, Scalar]:
+    """What decides an LLM width's predictions: the model as loaded (what is really in memory, not what was asked),
+    its batching policy, library versions, and how torch's CPU threads split and wait."""
+    import os
+
+    import torch
+
+    from pricer.engines.cpu_threads import wait_policy
+
+    info = loaded.info.to_dict()
+    versions = info.pop("versions")
+    flat = info | {f"version_{k}": v for k, v in versions.items()} | dict(policy)
+    flat["quantization"] = detected_quantization(loaded.model)  # catches a wrong width being loaded
+    flat["predictor"] = "llm"
+    for noisy in ("path", "parameter_bytes"):
+        flat.pop(noisy, None)
+    if flat.get("adapter"):  # its folder's name, not where this checkout lives: adapter_sha256 decides
+        flat["adapter"] = Path(flat["adapter"]).name
+    # How a CPU matmul splits its sums: at 16 bits (bf16) one fine-tuned decode of 250 flipped between 1 and 2 threads.
+    flat["torch_threads"] = torch.get_num_threads()
+    # How waiting threads wait (pricer.engines.cpu_threads): speed only, no arithmetic, so never decisive.
+    flat["omp_wait_policy"] = wait_policy(os.environ)
+    return flat
+
+
+def detected_quantization(model: Any) -> str:
+    """The quantization actually in memory, read off the linear layers' classes."""
+    kinds = {type(m).__name__ for m in model.modules()}
+    if "Linear4bit" in kinds:
+        return "nf4-double-quant" if _double_quant(model) else "4bit"
+    if "Linear8bitLt" in kinds:
+        return "llm.int8"
+    return "none"
+
+
+def _double_quant(model: Any) -> bool:
+    config = getattr(model.config, "quantization_config", None)
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    return bool(config) and get("bnb_4bit_quant_type") == "nf4" and bool(get("bnb_4bit_use_double_quant"))

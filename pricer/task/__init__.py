@@ -1,0 +1,1 @@
+"""The price task: product rows read and checked as items, their prompts, answers parsed, guesses scored."""
