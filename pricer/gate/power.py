@@ -7,8 +7,7 @@ import math
 from dataclasses import dataclass
 
 from pricer.store.baselines import Baseline
-from pricer.gate.verdict import GateConfig, course_measures, detectable
-from pricer.plugin.outcome import SMALL_N
+from pricer.gate.verdict import SMALL_N, GateConfig, course_measures, detectable
 from pricer.report.tester import format_table
 
 

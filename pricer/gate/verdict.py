@@ -20,6 +20,7 @@ from pricer.gate.tail import (BUDGET, CROSS_CLASS_BUDGET, FACTOR, LargeMoves, Ta
 
 ALPHA = 0.05
 WORST_SHOWN = 5
+SMALL_N = 50  # fewer items than this and the gate warns that it is too coarse to protect anything
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

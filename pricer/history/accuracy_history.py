@@ -14,12 +14,11 @@ from pricer.history.benchmark_runs import DEFAULT_STORAGE, parse_utc
 from pricer.errors import HistoryError
 from pricer.files import atomic_write_bytes, locked, not_a_file, output_errors, output_target
 from pricer.store.fingerprint import Scalar
-from pricer.store.machines import Machine, machine_of, this_machine
+from pricer.store.machines import Machine, machine_of
 
 if TYPE_CHECKING:  # annotations only: importing these at run time would load the evaluation stack
     from pricer.engines.evaluate import RunResult
     from pricer.store.fingerprint import Fingerprint
-    from pricer.plugin.session import EvalSession
 
 DEFAULT_ACCURACY = DEFAULT_STORAGE / "pricer-accuracy.jsonl"  # .jsonl: pytest-benchmark only reads */*.json
 ACCURACY_FORMAT = "pricer-accuracy/1"  # on every line: a line without it was not written by pricer
@@ -186,15 +185,3 @@ def append_accuracy(path: Path, entries: Sequence[AccuracyEntry]) -> None:
                 old += b"\n"
             atomic_write_bytes(target.file, old + new.encode("utf-8"))
 
-
-def record_session(path: Path, session: EvalSession, verdicts: Mapping[str, bool]) -> str:
-    """Append one entry per gated width of the session; returns the line to print."""
-    from pricer.store.fingerprint import commit_info, today
-
-    commit, machine, date = commit_info(session.root), this_machine(), today()
-    entries = [accuracy_entry(model=session.settings.model_name, width=width, run=session.run(width),
-                              fingerprint=session.fingerprint(width), passed=passed, commit=commit, machine=machine,
-                              date=date)
-               for width, passed in verdicts.items()]
-    append_accuracy(path, entries)
-    return f"{path}: appended {len(entries)} accuracy entries ({', '.join(verdicts)})"

@@ -9,11 +9,11 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pricer.store.baselines import Baseline, read_baseline, write_baseline
 from pricer.errors import BaselineError, OptionError, PricerError
-from pricer.gate.verdict import Detectable, Verdict, compare, detectable
+from pricer.gate.verdict import SMALL_N, Detectable, Verdict, compare, detectable
 from pricer.engines.models import COMPUTE_DTYPE_ENV
 from pricer.options.parsers import without
 from pricer.gate.references import anchor_label, replaced_what, verdict_word, with_references
@@ -22,8 +22,11 @@ from pricer.engines.widths import ORDER
 
 if TYPE_CHECKING:
     from pricer.store.git_refs import CommittedBaseline
+    from pricer.engines.evaluate import RunResult
     from pricer.engines.predict import DecodingPolicy
-    from pricer.plugin.session import EvalSession
+    from pricer.plugin.settings import EvalSettings
+    from pricer.store.fingerprint import Fingerprint
+    from pricer.store.hardware import BaselineHome
 
 # What a run is measured with, not what decides its baselines: a CI job's reports, workers and the ref it gates
 # against; the widths, which the accepting command gives once for every width it rewrites; and what it sets itself.
@@ -32,7 +35,6 @@ NOT_DECIDING = ("--pricer-summary", "--junitxml", "--junit-xml", "--pricer-save-
                 "--pricer-accept-worse", "--pricer-reason", "--numprocesses", "--maxprocesses", "--dist",
                 "--benchmark-json", "--benchmark-save")
 MEANINGLESS_SHARE = 0.25  # a gate that cannot see a 25% worsening protects nothing
-SMALL_N = 50
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,10 +57,22 @@ class Detectability:
     tail: str = ""  # what the tail rule sees with this baseline, and what it cannot
 
 
+class SessionRuns(Protocol):
+    """What the gates need of an eval session (pricer.plugin.session's EvalSession): where its baselines live, what
+    its options decide, and each width's run and fingerprint, made once."""
+
+    home: BaselineHome
+    settings: EvalSettings
+
+    def run(self, width: str) -> RunResult: ...
+
+    def fingerprint(self, width: str) -> Fingerprint: ...
+
+
 class WidthGates:
     """The gate of every width of one session: its outcomes, and the baselines it used (read once each)."""
 
-    def __init__(self, session: EvalSession) -> None:
+    def __init__(self, session: SessionRuns) -> None:
         self.session = session
         self.outcomes: list[Outcome] = []
         self.used_baselines: list[Path] = []

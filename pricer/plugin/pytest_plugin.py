@@ -296,7 +296,7 @@ def eval_session(config: pytest.Config, *, warn: bool = True):  # -> pricer.plug
     """The session's one EvalSession, made on first use so plain test runs never build it (the xdist controller's
     is made with warn=False: its workers warn)."""
     if SESSION_KEY not in config.stash:
-        from pricer.plugin.outcome import SMALL_N
+        from pricer.gate.verdict import SMALL_N
         from pricer.plugin.session import EvalSession
 
         settings = config.stash[SETTINGS_KEY]
@@ -488,12 +488,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Under xdist the controller appends every worker's widths at once: workers never write the history.
     if not path or workers.worker_id(config) or SESSION_KEY not in config.stash or not config.stash[VERDICTS_KEY]:
         return
-    from pricer.history.accuracy_history import record_session
     from pricer.errors import OutputError, PricerError
 
     eval_run = config.stash[SESSION_KEY]
     try:
-        config.stash[HISTORY_NOTE_KEY] = (record_session(eval_run.root / path, eval_run, config.stash[VERDICTS_KEY]), False)
+        config.stash[HISTORY_NOTE_KEY] = (eval_run.record_accuracy(eval_run.root / path, config.stash[VERDICTS_KEY]), False)
     except OutputError as exc:  # permissions, a full disk, a read-only file system: the verdicts stand
         config.stash[HISTORY_NOTE_KEY] = (str(exc), True)
         _output_broken(session)

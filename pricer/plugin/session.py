@@ -4,14 +4,17 @@ live is pricer.store.hardware's BaselineHome; what each width's gate decides is 
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pricer.history.accuracy_history import accuracy_entry, append_accuracy
 from pricer.store.baselines import write_baseline
 from pricer.task.data import DataSpec, Item, identity_digest, items_digest, load_items, refuse_single_file
 from pricer.engines.evaluate import RunResult, evaluate
 from pricer.store.fingerprint import Fingerprint, llm_fields, machine_info, split_fields
 from pricer.store.hardware import BaselineHome
+from pricer.store.machines import this_machine
 from pricer.gate.ladder import Tax, ladder
 from pricer.plugin.outcome import Outcome, WidthGates  # noqa: F401  (Outcome: for those who read outcomes)
 from pricer.plugin.settings import EvalSettings
@@ -93,6 +96,18 @@ class EvalSession:
         write_baseline(path, run=self.run(width), fingerprint=self.fingerprint(width),
                        reason=f"run saved by --pricer-save-runs ({width})", previous=None)
         return path
+
+    def record_accuracy(self, path: Path, verdicts: Mapping[str, bool]) -> str:
+        """Append one accuracy history entry per gated width (`--pricer-history`); returns the line to print."""
+        from pricer.store.fingerprint import commit_info, today
+
+        commit, machine, date = commit_info(self.root), this_machine(), today()
+        entries = [accuracy_entry(model=self.settings.model_name, width=width, run=self.run(width),
+                                  fingerprint=self.fingerprint(width), passed=passed, commit=commit, machine=machine,
+                                  date=date)
+                   for width, passed in verdicts.items()]
+        append_accuracy(path, entries)
+        return f"{path}: appended {len(entries)} accuracy entries ({', '.join(verdicts)})"
 
     def ladder(self, *, run_missing: bool = True) -> list[Tax]:
         """Every width below 32 bits against the 32-bit run, computed once for the same runs (the ladder test and
