@@ -39,7 +39,7 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def model_cache():
     """Each width loads once per module that asks; closing frees them."""
-    from pricer.engines.models import ModelCache
+    from pricer.engines.transformers.cache import ModelCache
 
     cache = ModelCache()
     yield cache

@@ -23,7 +23,7 @@ from pathlib import Path
 from pricer.task.data import DataSpec, load_items, resolve_source
 from pricer.engines.endpoint import EndpointConfig, EndpointPredictor
 from pricer.files import write_json
-from pricer.engines.models import load_model
+from pricer.engines.transformers.loading import load_model
 from pricer.options.parsers import positive_int
 from pricer.engines.predict import LLMPredictor
 from pricer.engines.serve import SERVED_ID, ServedModel

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from pricer.task.data import DataSpec, Item, load_items, resolve_source
 from pricer.files import write_json
-from pricer.engines.models import BITS, LoadedModel, choose_compute_dtype, load_model, measure_matmul_rate
+from pricer.engines.device import choose_compute_dtype, measure_matmul_rate
+from pricer.engines.transformers.loading import LoadedModel, load_model
+from pricer.engines.widths import BITS
 from pricer.options.parsers import bits_list, positive_int
 from pricer.engines.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, LLMPredictor, Prediction
 

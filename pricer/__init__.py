@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 # Module paths the docs named before pricer/ became layer packages, and where each now lives: code written against
 # them keeps importing, and gets the module itself (not a copy), with a warning naming its new path.
 MOVED = {
-    "pricer.models": "pricer.engines.models",
+    "pricer.models": "pricer.engines.transformers.default_model",
     "pricer.pytest_plugin": "pricer.plugin.pytest_plugin",
     "pricer.timing": "pricer.history.timing",
 }

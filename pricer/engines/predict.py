@@ -11,7 +11,7 @@ from typing import Protocol
 
 from pricer.task.data import Item
 from pricer.errors import OptionError
-from pricer.engines.models import LoadedModel
+from pricer.engines.transformers.loading import LoadedModel
 from pricer.task.prompts import parse_price
 
 

@@ -35,7 +35,7 @@ class ServedModel:
     is the name given, the same on every machine."""
 
     def __init__(self, folder: Path, *, port: int | None = None) -> None:
-        from pricer.engines.models import converted_folder, default_gguf
+        from pricer.engines.transformers.default_model import converted_folder, default_gguf
 
         self.folder, self.port = Path(folder), port or free_port()
         self.log = self.folder / "serve.log"

@@ -18,9 +18,10 @@ from pricer.engines.classic import CLASSIC_NAMES
 from pricer.task.data import DATA_ENV, DEFAULT_DATASET, DEFAULT_N, DEFAULT_SPLIT, single_file
 from pricer.engines.endpoint import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, endpoint_urls
 from pricer.errors import OptionError
-from pricer.engines.finetune import FinetuneConfig, TRAIN_BITS
+from pricer.engines.finetune.config import TRAIN_BITS, FinetuneConfig
 from pricer.gate.verdict import GateConfig
-from pricer.engines.models import DEFAULT_MODEL, DTYPES
+from pricer.engines.device import DTYPES
+from pricer.engines.transformers.default_model import DEFAULT_MODEL
 from pricer.engines.predict import CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET
 from pricer.gate.tail import CROSS_CLASS_BUDGET
 from pricer.engines.widths import BITS, REFERENCE, bits_of

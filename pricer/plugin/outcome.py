@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from pricer.store.baselines import Baseline, read_baseline, write_baseline
 from pricer.errors import BaselineError, OptionError, PricerError
 from pricer.gate.verdict import SMALL_N, Detectable, Verdict, compare, detectable
-from pricer.engines.models import COMPUTE_DTYPE_ENV
+from pricer.engines.device import COMPUTE_DTYPE_ENV
 from pricer.options.parsers import without
 from pricer.gate.references import anchor_label, replaced_what, verdict_word, with_references
 from pricer.gate.tail import visibility

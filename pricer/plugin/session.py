@@ -12,7 +12,8 @@ from pricer.history.accuracy_history import accuracy_entry, append_accuracy
 from pricer.store.baselines import write_baseline
 from pricer.task.data import DataSpec, Item, identity_digest, items_digest, load_items, refuse_single_file
 from pricer.engines.evaluate import RunResult, evaluate
-from pricer.store.fingerprint import Fingerprint, llm_fields, machine_info, split_fields
+from pricer.engines.device import machine_info
+from pricer.store.fingerprint import Fingerprint, llm_fields, split_fields
 from pricer.store.hardware import BaselineHome
 from pricer.store.machines import this_machine
 from pricer.gate.ladder import Tax, ladder
@@ -39,7 +40,7 @@ class EvalSession:
     """State of one pytest eval session; the plugin keeps exactly one in config.stash."""
 
     def __init__(self, settings: EvalSettings, *, root: Path) -> None:
-        from pricer.engines.models import ModelCache
+        from pricer.engines.transformers.cache import ModelCache
 
         self.settings = settings
         self.root = root
@@ -60,7 +61,7 @@ class EvalSession:
             self._items = load_items(self.settings.data)
         return self._items
 
-    def model(self, width: str):  # -> pricer.engines.models.LoadedModel
+    def model(self, width: str):  # -> pricer.engines.transformers.loading.LoadedModel
         s = self.settings
         return self.models.get(s.model, bits=bits_of(width), adapter=s.adapter, device=s.device)
 
@@ -99,7 +100,8 @@ class EvalSession:
 
     def record_accuracy(self, path: Path, verdicts: Mapping[str, bool]) -> str:
         """Append one accuracy history entry per gated width (`--pricer-history`); returns the line to print."""
-        from pricer.store.fingerprint import commit_info, today
+        from pricer.files import today
+        from pricer.store.fingerprint import commit_info
 
         commit, machine, date = commit_info(self.root), this_machine(), today()
         entries = [accuracy_entry(model=self.settings.model_name, width=width, run=self.run(width),

@@ -12,8 +12,8 @@ from typing import Any
 
 from pricer.errors import BaselineError, PricerError
 from pricer.engines.evaluate import RunResult
-from pricer.files import dumps_json, json_object, read_json, read_text, write_json
-from pricer.store.fingerprint import Fingerprint, commit_info, today
+from pricer.files import dumps_json, json_object, read_json, read_text, today, write_json
+from pricer.store.fingerprint import Fingerprint, commit_info
 from pricer.task.metrics import Metrics
 
 FORMAT = 1

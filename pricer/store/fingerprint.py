@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import platform
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,20 +67,6 @@ def _diff(a: Mapping[str, Scalar], b: Mapping[str, Scalar]) -> list[FieldChange]
     return [FieldChange(field=k, baseline=a.get(k), now=b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def machine_info() -> dict[str, Scalar]:
-    """The machine a run was made on; another CPU can flip greedy decodes, so it is recorded."""
-    import cpuinfo
-
-    info = cpuinfo.get_cpu_info()
-    flags = set(info.get("flags", []))
-    return {
-        "cpu": info.get("brand_raw", platform.processor()),
-        "cpu_features": ",".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags),
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-    }
-
-
 def commit_info(root: Path | None = None) -> dict[str, Scalar]:
     """The git commit a run was made from, as pytest-benchmark records it; empty outside a repository."""
 
@@ -93,10 +77,6 @@ def commit_info(root: Path | None = None) -> dict[str, Scalar]:
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
-
-
-def today() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def split_fields(flat: Mapping[str, Scalar]) -> Fingerprint:

@@ -26,7 +26,7 @@ def class_name(device: str, compute_dtype: str) -> str:
 
 def this_class(device: str | None = None) -> str:
     """This machine's class for `device` (default: cuda when available): what 4- and 16-bit widths compute in."""
-    from pricer.engines.models import choose_compute_dtype, resolve_device
+    from pricer.engines.device import choose_compute_dtype, resolve_device
 
     device = resolve_device(device)
     return class_name(device, choose_compute_dtype(device))

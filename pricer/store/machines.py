@@ -43,7 +43,7 @@ def gpu_info() -> dict[str, Any] | None:
 
 def add_machine_details(machine_info: dict[str, Any]) -> None:
     """What pricer adds to a saved benchmark run's machine_info: the GPU (or None) and the CPU's matmul features."""
-    from pricer.store.fingerprint import machine_info as pricer_machine_info
+    from pricer.engines.device import machine_info as pricer_machine_info
 
     machine_info["gpu"] = gpu_info()
     machine_info["cpu_features"] = pricer_machine_info()["cpu_features"]
@@ -51,7 +51,7 @@ def add_machine_details(machine_info: dict[str, Any]) -> None:
 
 def this_machine() -> dict[str, Any]:
     """This machine as an accuracy entry records it: the fields a benchmark run's machine_info has, flat."""
-    from pricer.store.fingerprint import machine_info as pricer_machine_info
+    from pricer.engines.device import machine_info as pricer_machine_info
 
     return {"node": platform.node(), **pricer_machine_info(), "gpu": gpu_info()}
 
