@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pricer.engines import finetune as ft
-from pricer.task.data import Item
-from pricer.errors import ModelError, OptionError
 from pricer.engines.finetune import Checkpoint, FinetuneConfig, StopTraining
+from pricer.errors import ModelError, OptionError
+from pricer.task.items import Item
 from pricer.task.prompts import PRICE_PREFIX, QUESTION
 
 # A tiny run: six short items, batches of 2, rank 4. Four steps take ~5 s on one core of the CI's AMD EPYC.
@@ -204,7 +204,7 @@ def test_a_folder_holding_a_finished_adapter_is_not_overwritten(base, uninterrup
 
 
 def test_record_names_base_and_data_hashes_hyperparameters_versions_and_speed(base, uninterrupted):
-    from pricer.task.data import items_digest
+    from pricer.task.items import items_digest
 
     record = json.loads((uninterrupted.out / ft.RECORD).read_text())
     assert record["base_model_sha256"] == base.info.weights_sha256

@@ -8,8 +8,6 @@ import warnings
 
 import pytest
 
-from pricer.task.data import DataSpec, Item, load_items
-from pricer.errors import OptionError
 from pricer.engines.models import BITS, ModelCache
 from pricer.engines.predict import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -20,6 +18,9 @@ from pricer.engines.predict import (
     predict_one_at_a_time,
     token_budget_batches,
 )
+from pricer.errors import OptionError
+from pricer.task.items import DataSpec, Item
+from pricer.task.load import load_items
 from pricer.task.prompts import COURSE_TEMPLATE
 
 # Two short prompts in the course's layout: enough to exercise padding (their lengths differ) in a fraction of a second.

@@ -20,11 +20,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pricer.task.data import Item, items_digest
-from pricer.errors import ModelError, OptionError
-from pricer.files import atomic_write_bytes, atomic_write_text, read_json, write_json
 from pricer.engines.models import (ADAPTER_BASE_SHA_KEY, ADAPTER_CONFIG, ADAPTER_RECORD, ADAPTER_WEIGHTS, DEFAULT_MODEL,
                            DTYPES, LoadedModel, load_model)
+from pricer.errors import ModelError, OptionError
+from pricer.files import atomic_write_bytes, atomic_write_text, read_json, write_json
+from pricer.task.items import Item, items_digest
 
 RECORD = ADAPTER_RECORD  # how the adapter was made: base and data hashes, hyper-parameters, versions, speed
 RECORD_FORMAT = 1

@@ -7,15 +7,16 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-from pricer.store.baselines import write_baseline
-from pricer.task.data import DataSpec, Item, identity_digest, items_digest, load_items, refuse_single_file
 from pricer.engines.evaluate import RunResult, evaluate
-from pricer.store.fingerprint import Fingerprint, llm_fields, machine_info, split_fields
-from pricer.store.hardware import BaselineHome
+from pricer.engines.widths import bits_of
 from pricer.gate.ladder import Tax, ladder
 from pricer.plugin.outcome import Outcome, WidthGates  # noqa: F401  (Outcome: for those who read outcomes)
 from pricer.plugin.settings import EvalSettings
-from pricer.engines.widths import bits_of
+from pricer.store.baselines import write_baseline
+from pricer.store.fingerprint import Fingerprint, llm_fields, machine_info, split_fields
+from pricer.store.hardware import BaselineHome
+from pricer.task.items import DataSpec, Item, identity_digest, items_digest, refuse_single_file
+from pricer.task.load import load_items
 
 
 def run_fields(items: list[Item], data: DataSpec) -> dict[str, Any]:
@@ -107,7 +108,7 @@ class EvalSession:
         s = self.settings
         flat = run_fields(self.items, s.data)
         if s.endpoint is not None:  # a served model: asked over HTTP, identified by what the server says
-            from pricer.engines.endpoint import EndpointPredictor
+            from pricer.engines.endpoint.predictor import EndpointPredictor
 
             served = EndpointPredictor(s.endpoint, width=width)
             run = evaluate(served, self.items)
