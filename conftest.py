@@ -49,7 +49,7 @@ def model_cache():
 @pytest.fixture(scope="module")
 def data_dir(pytestconfig: pytest.Config) -> Path:
     """The real items: a folder with test.jsonl and train.jsonl, from $PRICER_DATA; the test is skipped without it."""
-    from pricer.task.data import DATA_ENV
+    from pricer.task.items import DATA_ENV
 
     source = os.environ.get(DATA_ENV)
     if not source:

@@ -20,13 +20,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pricer.task.data import DataSpec, load_items, resolve_source
-from pricer.engines.endpoint import EndpointConfig, EndpointPredictor
-from pricer.files import write_json
-from pricer.engines.transformers.loading import load_model
-from pricer.options.parsers import positive_int
+from pricer.engines.endpoint.config import EndpointConfig
+from pricer.engines.endpoint.predictor import EndpointPredictor
+from pricer.engines.endpoint.serve import SERVED_ID, ServedModel
 from pricer.engines.predict import LLMPredictor
-from pricer.engines.serve import SERVED_ID, ServedModel
+from pricer.engines.transformers.loading import load_model
+from pricer.files import write_json
+from pricer.options.parsers import positive_int
+from pricer.task.items import DataSpec, resolve_source
+from pricer.task.load import load_items
 
 CONCURRENCIES = (1, 4, 16)
 

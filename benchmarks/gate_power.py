@@ -8,12 +8,12 @@ import random
 import sys
 from pathlib import Path
 
-from pricer.store.baselines import read_baseline
-from pricer.task.data import Item
 from pricer.engines.evaluate import score_run
+from pricer.engines.predict import Prediction
 from pricer.files import write_json
 from pricer.gate.verdict import GateConfig, compare
-from pricer.engines.predict import Prediction
+from pricer.store.baselines import read_baseline
+from pricer.task.items import Item
 
 FLIP_SHARE = 0.22  # 14 of 64 items changed between batch 1 and batch 8 at 8 bits in one probe
 FLIP_SPREAD = (0.8, 1.25)  # a flipped greedy decode lands on a nearby price, as often below as above

@@ -32,10 +32,10 @@ def main() -> None:
                         help="also store each change's run in the baseline format, for `pricer compare`")
     args = parser.parse_args()
 
-    from pricer.task.data import DataSpec, resolve_source
     from pricer.gate.references import verdict_word
     from pricer.plugin.session import EvalSession
     from pricer.plugin.settings import EvalSettings
+    from pricer.task.items import DataSpec, resolve_source
 
     kept = json.loads(args.out.read_text())["rows"] if args.only and args.out.exists() else []
     rows = [row for row in kept if args.only not in row["change"]]

@@ -22,13 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricer.task.data import DataSpec, Item, load_items, resolve_source
-from pricer.files import write_json
 from pricer.engines.device import choose_compute_dtype, measure_matmul_rate
+from pricer.engines.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, LLMPredictor, Prediction
 from pricer.engines.transformers.loading import LoadedModel, load_model
 from pricer.engines.widths import BITS
+from pricer.files import write_json
 from pricer.options.parsers import bits_list, positive_int
-from pricer.engines.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, LLMPredictor, Prediction
+from pricer.task.items import DataSpec, Item, resolve_source
+from pricer.task.load import load_items
 
 GOAL_SPEEDUP = 2.0  # batched vs the course's way, at every width
 GOAL_FLOOR_RATIO_32BIT = 1.3  # batched 32-bit time / fp32 matmul floor

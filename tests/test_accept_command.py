@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pricer.task.data import DataSpec
 from pricer.options.parsers import without
 from pricer.plugin.outcome import Outcome
 from pricer.plugin.session import EvalSession
 from pricer.plugin.settings import EvalSettings
+from pricer.task.items import DataSpec
 
 CI_ARGS = ("-m", "eval", "--pricer-bits=32", "--pricer-summary=/tmp/tmpabc/summary.md", "--junitxml=report.xml",
            "-n", "2", "--pricer-save-runs=runs", "--pricer-charts", "charts", "--pricer-n=24", "--pricer-bits", "32")

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from pricer.engines.classic import CLASSIC_NAMES, LINEAR_FEATURES, text_features, text_of, top_words, train_classic
-from pricer.task.data import DataSpec, Item, load_items
 from pricer.errors import DataError, OptionError
+from pricer.task.items import DataSpec, Item
+from pricer.task.load import load_items
 from pricer.task.prompts import PRICE_PREFIX, QUESTION
 
 
@@ -123,7 +124,7 @@ def test_vocabulary_ties_go_to_the_alphabetically_earlier_word():
 _VOCABULARY_SCRIPT = """
 import json, sys
 from pricer.engines.classic import train_classic
-from pricer.task.data import Item
+from pricer.task.items import Item
 from pricer.task.prompts import prompt_of
 rows = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
 items = [Item(index=i, prompt=prompt_of(r["text"]), price=float(r["price"]), title="") for i, r in enumerate(rows, 1)]

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pricer.store.baselines import baseline_path, write_baseline
 from pricer.cli.main import build_parser, main
-from pricer.task.data import Item
 from pricer.engines.evaluate import score_run
-from pricer.store.fingerprint import Fingerprint
 from pricer.engines.predict import Prediction
+from pricer.store.baselines import baseline_path, write_baseline
+from pricer.store.fingerprint import Fingerprint
+from pricer.task.items import Item
 from pricer.task.prompts import COURSE_TEMPLATE, PRICE_PREFIX, QUESTION
 
 # The README's example, as a user types it in bash between single quotes: backslash-n, not newlines.

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pricer.store.baselines import read_baseline, write_baseline
 from pricer.cli.main import main
-from pricer.task.data import Item
 from pricer.engines.evaluate import score_run
-from pricer.store.fingerprint import Fingerprint
 from pricer.engines.predict import Prediction
+from pricer.store.baselines import read_baseline, write_baseline
+from pricer.store.fingerprint import Fingerprint
+from pricer.task.items import Item
 
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 FINE_TUNED = "smollm2-135m-instruct-smollm2-135m-pricer"

@@ -1,4 +1,4 @@
-"""pricer.task.data: loading items from files, folders and the hub, and the errors that name file, row and column."""
+"""Loading items (pricer.task.load): from files, folders and the hub, and the errors that name file, row and column."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pricer.task.data import DATA_ENV, DEFAULT_DATASET, DataSpec, Item, items_digest, load_items, resolve_source, row_key
 from pricer.errors import DataError
+from pricer.task.items import DATA_ENV, DEFAULT_DATASET, DataSpec, Item, items_digest, resolve_source, row_key
+from pricer.task.load import load_items
 from pricer.task.prompts import COURSE_TEMPLATE, PRICE_PREFIX, QUESTION
 
 

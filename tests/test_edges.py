@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from pricer.store.baselines import write_baseline
 from pricer.cli.main import main
-from pricer.task.data import DataSpec, Item, load_items
-from pricer.errors import BaselineError, DataError, OptionError
 from pricer.engines.evaluate import score_run
-from pricer.store.fingerprint import Fingerprint
 from pricer.engines.predict import Prediction
-from pricer.task.prompts import PRICE_PREFIX, QUESTION
+from pricer.errors import BaselineError, DataError, OptionError
 from pricer.plugin.session import EvalSession, EvalSettings
+from pricer.store.baselines import write_baseline
+from pricer.store.fingerprint import Fingerprint
+from pricer.task.items import DataSpec, Item
+from pricer.task.load import load_items
+from pricer.task.prompts import PRICE_PREFIX, QUESTION
 
 PROJECT_TOML = "[tool.pytest.ini_options]\n"
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pricer.engines.answer_store import AnswerStore
-from pricer.engines.endpoint import (EndpointConfig, EndpointError, EndpointPredictor, endpoint_config, endpoint_urls,
-                             joined_urls)
-from pricer.engines.serve import SERVED_ID, ServedModel, missing_serving_module
+from pricer.engines.endpoint.answer_store import AnswerStore
+from pricer.engines.endpoint.client import EndpointError
+from pricer.engines.endpoint.config import EndpointConfig, endpoint_config, endpoint_urls, joined_urls
+from pricer.engines.endpoint.predictor import EndpointPredictor
+from pricer.engines.endpoint.serve import SERVED_ID, ServedModel, missing_serving_module
 
 N = 8  # items per run: a busy 2-core CPU server answers one in 1-4 s
 FAST = {"retries": 2, "backoff": 0.05, "read_timeout": 30.0, "concurrency": 2}  # tests wait for no long backoff
@@ -120,7 +121,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def items(data_dir: Path):
-    from pricer.task.data import DataSpec, load_items
+    from pricer.task.items import DataSpec
+    from pricer.task.load import load_items
 
     return load_items(DataSpec(source=str(data_dir), split="test", n=N))
 
@@ -312,8 +314,8 @@ def test_a_server_serving_another_model_is_refused_before_any_request(proxy, tmp
 
 
 def _session(url: str, *, data: Path, baselines: Path, store: Path, update: bool):
-    from pricer.task.data import DataSpec
     from pricer.plugin.session import EvalSession, EvalSettings
+    from pricer.task.items import DataSpec
 
     settings = EvalSettings(data=DataSpec(source=str(data), n=N), bits=(32,), baselines=baselines, update=update,
                             reason="made by tests/test_endpoint.py", endpoint=_config(url, store, concurrency=1))

@@ -12,7 +12,7 @@ import pytest
 from pricer.engines.finetune import adapter, checkpoints, recipe, training
 from pricer.engines.finetune.checkpoints import Checkpoint
 from pricer.engines.finetune.config import FinetuneConfig, StopTraining
-from pricer.task.data import Item
+from pricer.task.items import Item
 from pricer.errors import ModelError, OptionError
 from pricer.task.prompts import PRICE_PREFIX, QUESTION
 
@@ -205,7 +205,7 @@ def test_a_folder_holding_a_finished_adapter_is_not_overwritten(base, uninterrup
 
 
 def test_record_names_base_and_data_hashes_hyperparameters_versions_and_speed(base, uninterrupted):
-    from pricer.task.data import items_digest
+    from pricer.task.items import items_digest
 
     record = json.loads((uninterrupted.out / adapter.RECORD).read_text())
     assert record["base_model_sha256"] == base.info.weights_sha256

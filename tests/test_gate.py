@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from pricer.store.baselines import read_baseline, write_baseline
-from pricer.task.data import DataSpec, Item, load_items
-from pricer.errors import BaselineError
 from pricer.engines.evaluate import RunResult, score_run
-from pricer.store.fingerprint import Fingerprint
-from pricer.gate.verdict import GateConfig, compare, paired_delta
+from pricer.engines.predict import Prediction
+from pricer.errors import BaselineError
 from pricer.gate.ladder import quantization_ladder
 from pricer.gate.measures import PairedMean
-from pricer.engines.predict import Prediction
+from pricer.gate.verdict import GateConfig, compare, paired_delta
+from pricer.store.baselines import read_baseline, write_baseline
+from pricer.store.fingerprint import Fingerprint
+from pricer.task.items import DataSpec, Item
+from pricer.task.load import load_items
 
 FINGERPRINT = Fingerprint(decisive={"predictor": "random-forest", "items_sha256": "abc", "n": 250},
                           context={"cpu": "one machine"})

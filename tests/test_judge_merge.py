@@ -49,7 +49,8 @@ def update(pytester: pytest.Pytester, data: Path, predictor: str, reason: str, *
 
 
 def test_a_new_template_prices_the_same_items_and_other_rows_are_other_items(tmp_path):
-    from pricer.task.data import DataSpec, identity_digest, items_digest, load_items
+    from pricer.task.items import DataSpec, identity_digest, items_digest
+    from pricer.task.load import load_items
 
     rows = [{"title": f"Lamp {i}", "description": f"bright {i}", "price": 10.0 + i} for i in range(4)]
     path = tmp_path / "items.jsonl"
@@ -181,12 +182,13 @@ def test_drift_past_the_tolerance_fails_against_the_anchor_though_each_step_pass
 def write_chain(folder: Path, data: Path, *, shares: tuple[float, ...]) -> tuple[list[Path], Path]:
     """A baseline rewritten once per share (each run's guesses `share` times further from the truth, in log terms, than the
     bag of words'), the last share left as a run file: each step small, their sum large."""
-    from pricer.store.baselines import write_baseline
     from pricer.engines.classic import train_classic
-    from pricer.task.data import DataSpec, load_items
     from pricer.engines.evaluate import score_run
-    from pricer.store.fingerprint import Fingerprint
     from pricer.engines.predict import Prediction
+    from pricer.store.baselines import write_baseline
+    from pricer.store.fingerprint import Fingerprint
+    from pricer.task.items import DataSpec
+    from pricer.task.load import load_items
 
     items = load_items(DataSpec(source=str(data), n=N))
     bow = train_classic("bow", load_items(DataSpec(source=str(data), split="train", n=None)))

@@ -413,7 +413,8 @@ def test_a_float_index_in_a_run_row_is_named_a_json_float(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["dangling", "folder", "fifo"])
 def test_a_data_folders_split_file_that_is_not_a_file_is_named_as_what_it_is(tmp_path, data_dir, name):
-    from pricer.task.data import DataSpec, load_items
+    from pricer.task.items import DataSpec
+    from pricer.task.load import load_items
 
     shutil.copyfile(data_dir / "train.jsonl", tmp_path / "train.jsonl")
     odd = tmp_path / "test.jsonl"

@@ -54,9 +54,9 @@ pytestmark = pytest.mark.usefixtures("late_imports")
 
 def write_baseline(folder: Path, data: Path, *, predictor: str, n: int) -> Path:
     """Store a classic predictor's baseline through the session the plugin uses; returns its path."""
-    from pricer.task.data import DataSpec
     from pricer.errors import BaselineError
     from pricer.plugin.session import EvalSession, EvalSettings
+    from pricer.task.items import DataSpec
 
     settings = EvalSettings(data=DataSpec(source=str(data), n=n), predictor=predictor, baselines=folder,
                             update=True, reason="made by tests/test_plugin.py")

@@ -8,19 +8,13 @@ import warnings
 
 import pytest
 
-from pricer.task.data import DataSpec, Item, load_items
-from pricer.errors import OptionError
+from pricer.engines.predict import (DEFAULT_MAX_NEW_TOKENS, DecodingPolicy, LLMPredictor, Prediction,
+                                    default_token_budget, predict_one_at_a_time, token_budget_batches)
 from pricer.engines.transformers.cache import ModelCache
 from pricer.engines.widths import BITS
-from pricer.engines.predict import (
-    DEFAULT_MAX_NEW_TOKENS,
-    DecodingPolicy,
-    LLMPredictor,
-    Prediction,
-    default_token_budget,
-    predict_one_at_a_time,
-    token_budget_batches,
-)
+from pricer.errors import OptionError
+from pricer.task.items import DataSpec, Item
+from pricer.task.load import load_items
 from pricer.task.prompts import COURSE_TEMPLATE
 
 # Two short prompts in the course's layout: enough to exercise padding (their lengths differ) in a fraction of a second.

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pricer.store.baselines import Baseline, BaselineItem
-from pricer.task.data import Item
-from pricer.errors import PricerError
 from pricer.engines.evaluate import score_run
-from pricer.store.fingerprint import Fingerprint
-from pricer.gate.verdict import GateConfig, Verdict, compare
 from pricer.engines.predict import Prediction
+from pricer.errors import PricerError
+from pricer.gate.verdict import GateConfig, Verdict, compare
+from pricer.store.baselines import Baseline, BaselineItem
+from pricer.store.fingerprint import Fingerprint
+from pricer.task.items import Item
 
 FINGERPRINT = Fingerprint(decisive={"predictor": "generated", "data_sha256": "abc", "n": 0},
                           context={"cpu": "one machine"})
@@ -215,9 +215,9 @@ AGREEMENT_N = 60  # items: enough for a verdict either way, few enough for a qui
 
 @pytest.fixture(scope="module")
 def constant_baseline(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pricer.task.data import DataSpec
     from pricer.errors import BaselineError
     from pricer.plugin.session import EvalSession, EvalSettings
+    from pricer.task.items import DataSpec
 
     folder = tmp_path_factory.mktemp("baselines")
     settings_ = EvalSettings(data=DataSpec(source=str(data_dir), n=AGREEMENT_N), predictor="constant",

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from pricer.store.baselines import baseline_path, read_baseline
-from pricer.engines.classic import CLASSIC_NAMES
 from pricer.cli.main import main
-from pricer.task.data import DATA_ENV, DataSpec, load_items
-from pricer.errors import DataError
-from pricer.task.metrics import score_item
-from pricer.report.tester import metrics_row
+from pricer.engines.classic import CLASSIC_NAMES
 from pricer.engines.widths import NAMES as WIDTHS
+from pricer.errors import DataError
+from pricer.report.tester import metrics_row
+from pricer.store.baselines import baseline_path, read_baseline
+from pricer.task.items import DATA_ENV, DataSpec
+from pricer.task.load import load_items
+from pricer.task.metrics import score_item
 
 REPO = Path(__file__).resolve().parent.parent
 README_LINES = 150  # the front door: what it is, the commands, one failing gate, links onward

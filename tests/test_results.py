@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pricer.store.baselines import baseline_path, write_baseline
-from pricer.task.data import Item
-from pricer.errors import BaselineError
-from pricer.engines.evaluate import score_run
-from pricer.store.fingerprint import Fingerprint
-from pricer.engines.predict import Prediction
-from pricer.task.prompts import PRICE_PREFIX, QUESTION
 from pricer.cli.results import collect_results, format_results, read_course_table, results_chart
+from pricer.engines.evaluate import score_run
+from pricer.engines.predict import Prediction
+from pricer.errors import BaselineError
+from pricer.store.baselines import baseline_path, write_baseline
+from pricer.store.fingerprint import Fingerprint
+from pricer.task.items import Item
+from pricer.task.prompts import PRICE_PREFIX, QUESTION
 
 COURSE_README = """# Tester outputs
 

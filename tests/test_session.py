@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pricer.engines.cpu_threads import wait_policy
-from pricer.task.data import DataSpec
 from pricer.plugin.session import EvalSession, EvalSettings
+from pricer.task.items import DataSpec
 
 ADAPTER = Path(__file__).resolve().parents[1] / "adapters" / "smollm2-135m-pricer"
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pricer.plugin import summary
-from pricer.store.baselines import read_baseline, write_baseline
-from pricer.task.data import Item
 from pricer.engines.evaluate import score_run
-from pricer.store.fingerprint import Fingerprint
-from pricer.gate.verdict import GateConfig, Verdict, compare
 from pricer.engines.predict import Prediction
+from pricer.gate.verdict import GateConfig, Verdict, compare
+from pricer.plugin import summary
 from pricer.plugin.session import Outcome
+from pricer.store.baselines import read_baseline, write_baseline
+from pricer.store.fingerprint import Fingerprint
+from pricer.task.items import Item
 
 N = 60
 FINGERPRINT = Fingerprint(decisive={"predictor": "constant", "data_sha256": "abc", "n": N})

@@ -20,12 +20,12 @@ import pytest
 
 from pricer.engines import cpu_threads
 
-from pricer.plugin import workers
-from pricer.task.data import DataSpec, Item
 from pricer.engines.evaluate import score_run
-from pricer.store.fingerprint import Fingerprint
 from pricer.engines.predict import Prediction
 from pricer.gate.ladder import read_saved_runs
+from pricer.plugin import workers
+from pricer.store.fingerprint import Fingerprint
+from pricer.task.items import DataSpec, Item
 
 pytest.importorskip("xdist", reason="pytest-xdist is not installed (pip install -e '.[test]')")
 

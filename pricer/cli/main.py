@@ -11,13 +11,14 @@ from typing import Any
 
 from pricer.engines import cpu_threads
 
-from pricer.options import parsers as options
-from pricer.task.data import DataSpec, load_items, refuse_single_file, resolve_source
-from pricer.errors import OptionError, OutputError, PricerError
 from pricer.engines.evaluate import RunResult, evaluate
+from pricer.errors import OptionError, OutputError, PricerError
+from pricer.options import parsers as options
 from pricer.options.table import CLI, OPTION, OPTIONS, arguments, refuse_ignored
-from pricer.report.tester import METRICS_HEADERS, format_table, metrics_row, print_report
 from pricer.plugin.session import run_fields
+from pricer.report.tester import METRICS_HEADERS, format_table, metrics_row, print_report
+from pricer.task.items import DataSpec, refuse_single_file, resolve_source
+from pricer.task.load import load_items
 
 
 OUTPUT_BROKEN = 3  # `pricer compare`: the verdict passed and was printed, but its chart or summary was not written
@@ -331,7 +332,7 @@ def run_eval(args: argparse.Namespace) -> int:
     items = load_items(spec)
     if args.predictor:
         from pricer.engines.classic import train_classic
-        from pricer.task.data import items_digest
+        from pricer.task.items import items_digest
 
         refuse_single_file(source, option=f"--predictor {args.predictor}", data_option="--data", split=args.train_split)
         train = load_items(DataSpec(source=source, split=args.train_split, n=None, template=args.template))
@@ -392,7 +393,8 @@ def _save_runs(path: Path, results: Sequence[RunResult], fields: Sequence[Mappin
 
 def _run_served(args: argparse.Namespace, given: Mapping[str, Any], items) -> list[RunResult]:
     """Each width's served model, asked over HTTP (pricer.engines.endpoint)."""
-    from pricer.engines.endpoint import EndpointPredictor, endpoint_config
+    from pricer.engines.endpoint.config import endpoint_config
+    from pricer.engines.endpoint.predictor import EndpointPredictor
 
     try:
         config = endpoint_config(vars(args), deterministic=False, given=given, flag=lambda name: OPTION[name].cli)

@@ -121,8 +121,9 @@ def stored_rows(*, baselines: Path, model_name: str, kind: str,
 def classic_rows(*, data: str, n: int) -> list[ResultRow]:
     """Each classic predictor trained on the train split and scored on the first n test items."""
     from pricer.engines.classic import CLASSIC_NAMES, train_classic
-    from pricer.task.data import DataSpec, load_items, refuse_single_file
     from pricer.engines.evaluate import evaluate
+    from pricer.task.items import DataSpec, refuse_single_file
+    from pricer.task.load import load_items
 
     refuse_single_file(data, option="--data", data_option="--data")
     train = load_items(DataSpec(source=data, split="train", n=None))
@@ -137,8 +138,8 @@ def classic_rows(*, data: str, n: int) -> list[ResultRow]:
 
 def _model_names(*, model: str, adapter: Path | None) -> list[tuple[str, str]]:
     """(kind, baseline folder name) of the base model and, with an adapter, the fine-tuned one."""
-    from pricer.task.data import DataSpec
     from pricer.plugin.settings import EvalSettings
+    from pricer.task.items import DataSpec
 
     names = [("base", EvalSettings(data=DataSpec(), model=model).model_name)]
     if adapter is not None:

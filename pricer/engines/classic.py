@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pricer.task.data import Item
-from pricer.errors import DataError, OptionError
 from pricer.engines.predict import Prediction
+from pricer.errors import DataError, OptionError
+from pricer.task.items import Item
 from pricer.task.prompts import PRICE_PREFIX, QUESTION
 
 CLASSIC_NAMES = ("constant", "linear", "bow", "random-forest")  # the one list: every option choosing one imports it

@@ -6,9 +6,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pricer.task.data import Item
-from pricer.task.metrics import ItemScore, Metrics, score_items, summarize
 from pricer.engines.predict import Prediction, Predictor
+from pricer.task.items import Item
+from pricer.task.metrics import ItemScore, Metrics, score_items, summarize
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

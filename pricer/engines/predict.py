@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
-from pricer.task.data import Item
+from pricer.task.items import Item
 from pricer.errors import OptionError
 from pricer.engines.transformers.loading import LoadedModel
 from pricer.task.prompts import parse_price

@@ -9,17 +9,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricer.store.baselines import Baseline, json_lines, read_baseline, write_baseline
-from pricer.task.data import Item
-from pricer.errors import BaselineError, DataError
 from pricer.engines.evaluate import RunResult, score_run
-from pricer.files import read_text
-from pricer.store.fingerprint import FieldChange, Fingerprint
-from pricer.gate.verdict import GateConfig, Verdict, compare
-from pricer.store.hardware import class_of_file
 from pricer.engines.predict import Prediction
-from pricer.task.prompts import parse_price
+from pricer.errors import BaselineError, DataError
+from pricer.files import read_text
 from pricer.gate.references import anchor_label, verdict_word, with_references
+from pricer.gate.verdict import GateConfig, Verdict, compare
+from pricer.store.baselines import Baseline, json_lines, read_baseline, write_baseline
+from pricer.store.fingerprint import FieldChange, Fingerprint
+from pricer.store.hardware import class_of_file
+from pricer.task.items import Item
+from pricer.task.prompts import parse_price
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

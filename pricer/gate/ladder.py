@@ -83,10 +83,10 @@ class SavedRun:
 def read_saved_run(path: Path) -> SavedRun:
     """One stored run, scored again from its guesses; stored items keep index, title and price, not the prompt,
     which scoring does not need (the fingerprint's prompts_sha256 stands for them)."""
-    from pricer.store.baselines import read_baseline
-    from pricer.task.data import Item
     from pricer.engines.evaluate import score_run
     from pricer.engines.predict import Prediction
+    from pricer.store.baselines import read_baseline
+    from pricer.task.items import Item
 
     stored = read_baseline(path)
     items = [Item(index=b.index, prompt="", price=b.truth, title=b.title) for b in stored.items]

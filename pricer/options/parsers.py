@@ -158,9 +158,9 @@ def template(option: str) -> Callable[[str], str]:
     """
 
     def parse(value: str) -> str:
-        from pricer.task.data import template_columns
         from pricer.errors import DataError
         from pricer.task.prompts import PRICE_PREFIX
+        from pricer.task.rows import template_columns
 
         text = re.sub(r"\\([nt\\])", lambda match: _ESCAPES[match.group(1)], value)
         try:

@@ -10,21 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pricer.options import parsers as options
+from pricer.engines.classic import CLASSIC_NAMES
+from pricer.engines.device import DTYPES
+from pricer.engines.endpoint.config import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, endpoint_urls
+from pricer.engines.finetune.config import TRAIN_BITS, FinetuneConfig
+from pricer.engines.predict import CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET
+from pricer.engines.transformers.default_model import DEFAULT_MODEL
+from pricer.engines.widths import BITS, REFERENCE, bits_of
+from pricer.errors import OptionError
+from pricer.gate.tail import CROSS_CLASS_BUDGET
+from pricer.gate.verdict import GateConfig
 from pricer.history.accuracy_history import DEFAULT_ACCURACY
 from pricer.history.benchmark_runs import DEFAULT_STORAGE
 from pricer.history.changes import LATENCY_MIN_CHANGE
-from pricer.engines.classic import CLASSIC_NAMES
-from pricer.task.data import DATA_ENV, DEFAULT_DATASET, DEFAULT_N, DEFAULT_SPLIT, single_file
-from pricer.engines.endpoint import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, endpoint_urls
-from pricer.errors import OptionError
-from pricer.engines.finetune.config import TRAIN_BITS, FinetuneConfig
-from pricer.gate.verdict import GateConfig
-from pricer.engines.device import DTYPES
-from pricer.engines.transformers.default_model import DEFAULT_MODEL
-from pricer.engines.predict import CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET
-from pricer.gate.tail import CROSS_CLASS_BUDGET
-from pricer.engines.widths import BITS, REFERENCE, bits_of
+from pricer.options import parsers as options
+from pricer.task.items import DATA_ENV, DEFAULT_DATASET, DEFAULT_N, DEFAULT_SPLIT, single_file
 
 # Where a failing width's chart of what moved goes without --pricer-charts, beside the ini file; the folder ignores
 # itself in git (a .gitignore of `*`), as .pytest_cache does.

@@ -165,9 +165,9 @@ def _ini_raw(config: pytest.Config, key: str) -> Any:
 
 def _settings(config: pytest.Config):  # -> pricer.plugin.session.EvalSettings
     """Every option's value, checked: bad values stop the run before collection with a one-line usage error."""
-    from pricer.task.data import DataSpec, resolve_source
     from pricer.gate.verdict import GateConfig
     from pricer.plugin.settings import EvalSettings
+    from pricer.task.items import DataSpec, resolve_source
 
     _refuse_unknown_keys(config)
     _refuse_misread_paths(config)
@@ -200,9 +200,9 @@ def _settings(config: pytest.Config):  # -> pricer.plugin.session.EvalSettings
     )
 
 
-def _endpoint(config: pytest.Config, v: dict[str, Any]):  # -> pricer.engines.endpoint.EndpointConfig | None
+def _endpoint(config: pytest.Config, v: dict[str, Any]):  # -> pricer.engines.endpoint.config.EndpointConfig | None
     """The served models to ask (--pricer-endpoint), or None; options that only a loaded model takes are refused."""
-    from pricer.engines.endpoint import endpoint_config
+    from pricer.engines.endpoint.config import endpoint_config
 
     given = [option.name for option in OPTIONS if option.ini and config.getoption(option.ini) is not None]
     flags = {option.name: option.plugin for option in OPTIONS}
@@ -269,7 +269,7 @@ def _project_root(config: pytest.Config) -> Path:
 
 def _refuse_ignored(config: pytest.Config, v: dict[str, Any]) -> None:
     """Paths that cannot be used and options the run would ignore: usage errors now, not tracebacks at the end."""
-    from pricer.task.data import resolve_source
+    from pricer.task.items import resolve_source
 
     root = _project_root(config)
     # An ini pin (of bits, say) may serve other runs: only the command line counts as given, but for a split,

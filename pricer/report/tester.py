@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import TextIO
 
-from pricer.task.data import Item
+from pricer.task.items import Item
 from pricer.task.metrics import ItemScore, Metrics
 
 # The course's colours; its "orange" is the terminal's bright yellow.

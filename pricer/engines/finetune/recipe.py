@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pricer.task.data import Item
+from pricer.task.items import Item
 
 
 def target_text(price: float) -> str:

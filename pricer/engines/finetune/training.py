@@ -23,7 +23,7 @@ from pricer.engines.finetune.config import MAX_GRAD_NORM, TARGET_MODULES, Finetu
 from pricer.engines.finetune.recipe import batch_indices, collate, encode, lr_at, price_loss
 from pricer.engines.transformers.loading import LoadedModel, load_model
 from pricer.errors import ModelError, OptionError
-from pricer.task.data import Item, items_digest
+from pricer.task.items import Item, items_digest
 
 
 def finetune(

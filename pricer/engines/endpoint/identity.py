@@ -1,0 +1,72 @@
+"""What a server says of itself before the first request: healthy, the model id it serves (the one named must be
+among them), its engine's version; recorded in the run's fingerprint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pricer.engines.endpoint.client import EndpointClient, EndpointError, server_message
+
+HEALTH_PATHS = ("/health",)  # vLLM, SGLang, TGI, llama.cpp and `transformers serve` all answer it
+# Where engines say their version: vLLM and SGLang /version, TGI /info, llama.cpp /props.
+VERSION_PATHS = ("/version", "/info", "/props")
+MODEL_OPTION = "--pricer-endpoint-model; pricer eval: --endpoint-model"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerIdentity:
+    """What the server says of itself before the first request; recorded in the run's fingerprint."""
+
+    url: str
+    model: str  # the id asked for in every request
+    root: str | None  # vLLM's `root`: the weights the id was served from
+    owned_by: str | None  # names the engine on most servers (vllm, sglang, llamacpp; `local` for transformers)
+    engine_version: str | None
+
+    def fields(self) -> dict[str, str | None]:
+        return {"model": self.model, "endpoint_url": self.url, "endpoint_model_root": self.root,
+                "endpoint_owned_by": self.owned_by, "engine_version": self.engine_version}
+
+
+def identify(client: EndpointClient, wanted: str | None) -> ServerIdentity:
+    """Health check, the served model ids (the one named must be among them) and the engine's version."""
+    for path in HEALTH_PATHS:
+        status, body = client.request("GET", client.root + path)
+        if status >= 400 and status != 404:  # a server without /health is judged by /v1/models alone
+            raise EndpointError(f"{client.root}{path}: the server is not healthy "
+                                f"(HTTP {status}: {server_message(body)})")
+    url = f"{client.url}/models"
+    status, body = client.request("GET", url)
+    if status >= 400 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise EndpointError(f"{url}: HTTP {status}, not an OpenAI model list: {str(body)[:200]}; is {client.url} an "
+                            "OpenAI-compatible server's /v1?")
+    served = {str(m["id"]): m for m in body["data"] if isinstance(m, dict) and "id" in m}
+    if wanted is None:
+        if len(served) != 1:
+            raise EndpointError(f"{url}: the server serves {len(served)} models "
+                                f"({', '.join(sorted(served)) or 'none'}); name one with {MODEL_OPTION}")
+        wanted = next(iter(served))
+    if wanted not in served:
+        raise EndpointError(f"{url}: the server does not serve model {wanted!r}; it serves "
+                            f"{', '.join(map(repr, sorted(served))) or 'none'} ({MODEL_OPTION})")
+    entry = served[wanted]
+    return ServerIdentity(url=client.url, model=wanted, root=_text(entry.get("root")),
+                          owned_by=_text(entry.get("owned_by")), engine_version=_version(client))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _version(client: EndpointClient) -> str | None:
+    for path in VERSION_PATHS:
+        try:
+            status, body = client.request("GET", client.root + path)
+        except EndpointError:
+            continue
+        if status == 200 and isinstance(body, dict):
+            for key in ("version", "build_info"):  # llama.cpp's /props: build_info "b5000-abc123"
+                if body.get(key):
+                    return str(body[key])
+    return None

@@ -1,0 +1,179 @@
+"""EndpointPredictor: items priced by one server with the in-process path's prompts and greedy decoding, at most
+`concurrency` requests at once until the deadline, each answer stored as it arrives so a killed run resumes."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from pricer.engines.endpoint.answer_store import AnswerStore, digest, store_path
+from pricer.engines.endpoint.client import EndpointClient, EndpointError, Stop
+from pricer.engines.endpoint.config import EndpointConfig
+from pricer.engines.endpoint.identity import identify
+from pricer.engines.predict import Prediction
+from pricer.engines.widths import bits_of
+from pricer.task.items import Item
+from pricer.task.prompts import parse_price
+
+# The fields every request sends, so that no engine's default decides: llama.cpp's server samples at 0.8 with a
+# random seed unless told. `stop` is null: the in-process path stops only at the model's end-of-sequence token
+# (a "\n" stop would cut "\n\n$12" to "" and count it unparsed), and an empty list makes `transformers serve` 5.24
+# answer 500.
+SAMPLING = {"temperature": 0.0, "top_p": 1.0, "seed": 0, "stop": None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoAnswer:
+    """An item the server never answered, and why; counted apart from unparsed answers and never scored."""
+
+    index: int
+    cause: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recheck:
+    """Items asked again at the end under another batch mix, and how many answers changed."""
+
+    asked: int
+    changed: int
+    concurrency: int
+
+    def line(self) -> str:
+        return (f"{self.changed} of {self.asked} answers changed when asked again at concurrency {self.concurrency}"
+                + ("" if self.changed else ": this server answered the same under both batch mixes"))
+
+
+class EndpointPredictor:
+    """Prices items by asking one server; implements pricer.engines.predict's Predictor protocol."""
+
+    def __init__(self, config: EndpointConfig, *, width: str) -> None:
+        self.config = config
+        self.width = width
+        self.client = EndpointClient(config.url(width), read_timeout=config.read_timeout, retries=config.retries,
+                                     backoff=config.backoff, pool=max(config.concurrency, 1))
+        self.identity = identify(self.client, config.model)
+        self.name = f"{self.identity.model} {width} served"
+        self.store = AnswerStore(store_path(config.store_folder(), self._store_identity()))
+        self.asked = 0  # requests sent by this process (retries not counted): a resumed run asks only the missing
+        self.recheck: Recheck | None = None
+
+    def _store_identity(self) -> dict[str, Any]:
+        """What makes stored answers reusable: the served model and engine, and every sampling field. Not the URL
+        (a restarted server on another port is the same model) nor the concurrency (see docs/engines.md)."""
+        identity = self.identity
+        return {"model": identity.model, "root": identity.root, "owned_by": identity.owned_by,
+                "engine_version": identity.engine_version, "max_tokens": self.config.max_new_tokens, **SAMPLING}
+
+    def body(self, prompt: str) -> dict[str, Any]:
+        return {"model": self.identity.model, "prompt": prompt, "max_tokens": self.config.max_new_tokens, **SAMPLING}
+
+    def fields(self) -> dict[str, Any]:
+        """The fingerprint's fields for this server: decisive ones named as the in-process path names them."""
+        c = self.config
+        return {"predictor": "llm", "engine": "endpoint", "bits": bits_of(self.width),
+                "max_new_tokens": c.max_new_tokens, "do_sample": False, **self.identity.fields(),
+                **{f"request_{k}": v for k, v in SAMPLING.items() if v is not None},
+                "concurrency": c.concurrency, "deterministic_mode": c.deterministic,
+                "system_fingerprint": ",".join(sorted(self.client.system_fingerprints)) or None,
+                "recheck": self.recheck.line() if self.recheck else None}
+
+    def predict(self, items: Sequence[Item]) -> list[Prediction]:
+        """One Prediction per item; stored answers are reused, the rest asked. Any item left without an answer
+        fails the run (EndpointError) after every other answer has been stored."""
+        texts = self.complete([item.prompt for item in items])
+        if self.config.recheck:
+            self.recheck = self._recheck([item.prompt for item in items], texts)
+        predictions = []
+        for text in texts:
+            price = parse_price(text)
+            predictions.append(Prediction(guess=price or 0.0, completion=text, parsed=price is not None))
+        return predictions
+
+    def complete(self, prompts: Sequence[str]) -> list[str]:
+        keys = [digest(self.body(prompt)) for prompt in prompts]
+        stored = self.store.load()
+        texts: dict[int, str] = {i: stored[key] for i, key in enumerate(keys) if key in stored}
+        missing = [i for i in range(len(prompts)) if i not in texts]
+        answered, failed = self._ask(missing, prompts, keys=keys, concurrency=self.config.concurrency)
+        texts |= answered
+        if failed:
+            raise EndpointError(self._no_answer_message(failed, total=len(prompts), answered=len(texts)))
+        return [texts[i] for i in range(len(prompts))]
+
+    def _ask(self, indices: Sequence[int], prompts: Sequence[str], *, keys: Sequence[str] | None,
+             concurrency: int) -> tuple[dict[int, str], list[NoAnswer]]:
+        """Ask these items, at most `concurrency` at once, until the deadline; store each answer as it arrives
+        (when keys are given). A Stop cancels what is not yet sent and raises at once."""
+        answered: dict[int, str] = {}
+        failed: list[NoAnswer] = []
+        end = time.monotonic() + self.config.deadline
+        if not indices:
+            return answered, failed
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pricer-endpoint")
+        stop = threading.Event()  # set by the worker meeting a Stop, so that no other request is sent after it
+        try:
+            pending: dict[Future, int] = {pool.submit(self._one, prompts[i], end, stop): i for i in indices}
+            while pending:
+                done, _ = wait(pending, timeout=max(end - time.monotonic(), 0), return_when=FIRST_COMPLETED)
+                if not done:  # the deadline passed with requests in flight
+                    failed += [NoAnswer(index=i, cause=f"the run's deadline ({self.config.deadline:g} s, "
+                                        "--pricer-endpoint-deadline) passed") for i in pending.values()]
+                    break
+                for future in done:
+                    i = pending.pop(future)
+                    try:
+                        text = future.result()
+                    except Stop as exc:
+                        raise EndpointError(f"{exc} (item {i}); stopped: asking again would repeat it") from None
+                    except EndpointError as exc:
+                        failed.append(NoAnswer(index=i, cause=str(exc)))
+                        continue
+                    answered[i] = text
+                    if keys is not None:
+                        self.store.add(keys[i], text)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return answered, sorted(failed, key=lambda f: f.index)
+
+    def _one(self, prompt: str, end: float, stop: threading.Event) -> str:
+        if stop.is_set():
+            raise EndpointError("not asked: the run stopped")
+        if time.monotonic() >= end:
+            raise EndpointError(f"the run's deadline ({self.config.deadline:g} s, --pricer-endpoint-deadline) passed")
+        self.asked += 1  # one thread at a time per item; a lost increment would only under-count a statistic
+        try:
+            return self.client.completion(self.body(prompt))
+        except Stop:
+            stop.set()
+            raise
+
+    def _no_answer_message(self, failed: list[NoAnswer], *, total: int, answered: int) -> str:
+        causes = Counter(_cause_kind(f.cause) for f in failed)
+        first = failed[0]
+        return (f"{self.client.url}: {len(failed)} of {total} items got no answer, so this run is not scored and "
+                f"writes no baseline ({'; '.join(f'{n} x {kind}' for kind, n in causes.most_common())}); first: item "
+                f"{first.index}: {first.cause}. The {answered} answers are stored in {self.store.path}: run again "
+                "to ask only the missing ones")
+
+    def _recheck(self, prompts: Sequence[str], texts: Sequence[str]) -> Recheck:
+        """Ask the first `recheck` items again, unstored, under another batch mix: one at a time after a concurrent
+        run, else all at once."""
+        sample = list(range(min(self.config.recheck, len(prompts))))
+        concurrency = 1 if self.config.concurrency > 1 else max(len(sample), 1)
+        again, failed = self._ask(sample, prompts, keys=None, concurrency=concurrency)
+        if failed:
+            raise EndpointError(self._no_answer_message(failed, total=len(sample), answered=len(again))
+                                .replace("this run is not scored", "the recheck (--pricer-endpoint-recheck) failed"))
+        return Recheck(asked=len(sample), changed=sum(again[i] != texts[i] for i in sample), concurrency=concurrency)
+
+
+def _cause_kind(cause: str) -> str:
+    """A failure's kind for the count: the cause without its URL and details."""
+    text = cause.split(": ", 1)[-1]
+    return re.split(r"[:(]", text, maxsplit=1)[0].strip()
