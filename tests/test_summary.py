@@ -11,7 +11,7 @@ from pricer.engines.evaluate import score_run
 from pricer.engines.predict import Prediction
 from pricer.gate.verdict import GateConfig, Verdict, compare
 from pricer.plugin import summary
-from pricer.plugin.session import Outcome
+from pricer.plugin.outcome import Outcome
 from pricer.store.baselines import read_baseline, write_baseline
 from pricer.store.fingerprint import Fingerprint
 from pricer.task.items import Item

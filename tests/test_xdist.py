@@ -322,7 +322,9 @@ def test_ladder_refuses_saved_runs_of_other_items_naming_the_field(tmp_path):
 
 
 def test_the_controller_orders_relayed_widths_and_fails_the_run_on_a_ladder_past_the_max_tax(pytester, tmp_path):
-    from pricer.plugin.session import EvalSession, EvalSettings, Outcome
+    from pricer.plugin.outcome import Outcome
+    from pricer.plugin.session import EvalSession
+    from pricer.plugin.settings import EvalSettings
 
     prices = [100.0, 200.0, 300.0, 400.0]
     items = [Item(index=i + 1, prompt=f"item {i}", price=p, title=f"item {i}") for i, p in enumerate(prices)]

@@ -13,7 +13,7 @@ from pricer.engines.evaluate import RunResult, evaluate
 from pricer.engines.widths import bits_of
 from pricer.gate.ladder import Tax, ladder
 from pricer.history.accuracy_history import accuracy_entry, append_accuracy
-from pricer.plugin.outcome import Outcome, WidthGates  # noqa: F401  (Outcome: for those who read outcomes)
+from pricer.plugin.outcome import WidthGates
 from pricer.plugin.settings import EvalSettings
 from pricer.store.baselines import write_baseline
 from pricer.store.fingerprint import Fingerprint, llm_fields, split_fields
