@@ -13,7 +13,7 @@ import pytest
 
 from pricer.cli.main import build_parser
 from pricer.options.parsers import BITS
-from pricer.plugin.pytest_plugin import OPTIONS
+from pricer.plugin.option_values import OPTIONS
 
 yaml = pytest.importorskip("yaml")  # installed with datasets and transformers
 

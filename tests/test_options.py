@@ -15,8 +15,10 @@ import pytest
 from pricer.cli import main as cli
 from pricer.errors import OptionError
 from pricer.gate.verdict import GateConfig
-from pricer.options.table import CLI, OPTION, OPTIONS, PLUGIN, refuse_ignored
-from pricer.plugin.pytest_plugin import _option
+from pricer.options.ignored import refuse_ignored
+from pricer.options.option import CLI, PLUGIN
+from pricer.options.table import OPTION, OPTIONS
+from pricer.plugin.option_values import _option
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = [option for option in OPTIONS if option.cli and option.plugin]
@@ -190,7 +192,7 @@ def test_a_factor_that_is_not_a_number_is_quoted_as_given(value, capsys) -> None
 
 @pytest.mark.parametrize("option", [option for option in OPTIONS if option.ini], ids=lambda option: option.ini)
 def test_every_ini_key_refuses_a_toml_table_naming_key_type_and_an_example(option) -> None:
-    from pricer.options.table import ini_text
+    from pricer.options.ini_values import ini_text
 
     with pytest.raises(OptionError, match=rf"^pyproject\.toml: ini {option.ini} = \{{'x': 1\}} is a TOML table; "
                                           rf"{option.ini} takes .*, e\.g\. {option.ini} = \S"):

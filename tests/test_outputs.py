@@ -485,7 +485,7 @@ def test_pricer_history_types_the_projects_ini_key_the_same_way(tmp_path, monkey
 
 
 NATIVE_SETTINGS = """
-from pricer.plugin.pytest_plugin import _option
+from pricer.plugin.option_values import _option
 
 
 def test_settings(request):

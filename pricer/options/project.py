@@ -37,7 +37,7 @@ def project_root(start: Path) -> Path:
 
 def ini_value(path: Path | None, key: str) -> Any:
     """A pytest ini key's value from that file (e.g. pricer_history) as the file holds it (TOML's own types in a
-    .toml file: option_table.ini_text types it); None when unset or unreadable."""
+    .toml file: ini_values.ini_text types it); None when unset or unreadable."""
     if path is None:
         return None
     section = _ini_section(path, dict(INI_FILES).get(path.name))

@@ -1,105 +1,32 @@
 """Every option of the `pricer` command and of the pytest plugin, declared once: its flag in each, ini key, parser,
-default and help. Both entry points build their parsers from this table, and refuse ignored options by one rule."""
+default and help. Both entry points build their parsers from this table."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pricer.engines.classic import CLASSIC_NAMES
-from pricer.engines.device import DTYPES
 from pricer.engines.endpoint.config import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, endpoint_urls
-from pricer.engines.finetune.config import TRAIN_BITS, FinetuneConfig
-from pricer.engines.predict import CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET
+from pricer.engines.finetune.config import FinetuneConfig, TRAIN_BITS
+from pricer.engines.device import DTYPES
 from pricer.engines.transformers.default_model import DEFAULT_MODEL
+from pricer.engines.predict import CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET
 from pricer.engines.widths import BITS, REFERENCE, bits_of
-from pricer.errors import OptionError
 from pricer.gate.tail import CROSS_CLASS_BUDGET
 from pricer.gate.verdict import GateConfig
 from pricer.history.accuracy_history import DEFAULT_ACCURACY
 from pricer.history.benchmark_runs import DEFAULT_STORAGE
 from pricer.history.changes import LATENCY_MIN_CHANGE
 from pricer.options import parsers as options
-from pricer.task.items import DATA_ENV, DEFAULT_DATASET, DEFAULT_N, DEFAULT_SPLIT, single_file
+from pricer.options.option import Factory, Option
+from pricer.task.items import DATA_ENV, DEFAULT_DATASET, DEFAULT_N, DEFAULT_SPLIT
 
 # Where a failing width's chart of what moved goes without --pricer-charts, beside the ini file; the folder ignores
 # itself in git (a .gitignore of `*`), as .pytest_cache does.
 DEFAULT_CHARTS = ".pricer/charts"
 DEVICES = ("cpu", "cuda")
-_SAME = object()  # cli_default: as `default`
-Factory = Callable[[str], Callable[[str], Any]]  # given the flag it quotes in errors, a parser of the option's text
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Option:
-    """One option of `pricer` (cli), pytest (plugin) or both: the same parser, default and help in each."""
-
-    name: str  # unique; an option given both ways is one row
-    help: str  # without its default, added from the value; {name} stands for another option's flag, as given here
-    cli: str | None = None
-    commands: tuple[str, ...] = ()  # the `pricer` commands taking it
-    group: str | None = None  # its group in the help of a command with groups (`pricer eval`)
-    plugin: str | None = None  # its ini key is the flag without dashes: --pricer-n, pricer_n
-    parse: Factory | None = None  # None: text as given
-    default: Any = None
-    shown: str = "none"  # how the help names a default of None
-    cli_default: Any = _SAME  # where `pricer` defaults otherwise on purpose
-    cli_shown: str | None = None
-    metavar: str | None = None  # None: a switch, given or not
-    example: Any = None  # a share's example in its help ("0.5 or 50%"), a path key's in the ini error
-    gate: str | None = None  # the GateConfig field it sets
-    lacks: str | None = None  # what a classic predictor lacks, named when it refuses this option
-    relative: bool = False  # plugin: a path relative to the ini file, checked against it when pytest starts
-    ini_list: bool = False  # plugin: the ini file may give a TOML list
-    nargs: str | None = None  # cli: "+": several values, and the option several times
-    required: bool = False  # cli
-
-    @property
-    def ini(self) -> str | None:
-        """The plugin's ini key, also its dest (None where pytest has no such key: switches, cli-only options)."""
-        return _dest(self.plugin) if self.plugin and self.metavar else None
-
-    @property
-    def own_cli_default(self) -> bool:
-        """Whether `pricer` declares a default of its own, unlike pytest's."""
-        return self.cli_default is not _SAME or self.cli_shown is not None
-
-    def default_in(self, surface: Surface) -> Any:
-        return self.cli_default if surface is CLI and self.cli_default is not _SAME else self.default
-
-    def parser(self, surface: Surface) -> Callable[[str], Any] | None:
-        """The parser its values pass where given; the plugin checks a relative path later, against the ini file."""
-        if self.metavar is None:
-            return None
-        flag = surface.flag(self)
-        plain = self.parse is None or (surface is PLUGIN and self.relative)
-        return options.non_empty(flag, str if plain else self.parse(flag))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Surface:
-    """Where options are given, `pricer` or pytest, and the words its refusals use."""
-
-    name: str  # the Option field holding its flags
-    llm: str  # what an option a classic predictor ignores applies to
-    llm_only: tuple[str, ...]  # those options, refused when given with a predictor
-    split_of: str  # what a split is picked from
-
-    @property
-    def watched(self) -> tuple[str, ...]:
-        """Options whose being given decides a refusal: `pricer` parses them with no default, to tell."""
-        return (*self.llm_only, "split", "baseline_class")
-
-    def flag(self, option: Option) -> str | None:
-        return getattr(option, self.name)
-
-
-def _dest(flag: str) -> str:
-    return flag.removeprefix("--").replace("-", "_")
 
 
 def _one_of(*choices: str) -> Factory:
@@ -327,116 +254,3 @@ OPTIONS: tuple[Option, ...] = (
            default=_GATE["alpha"], help="significance level, Bonferroni-corrected over the widths"),
 )
 OPTION = {option.name: option for option in OPTIONS}
-
-CLI = Surface(name="cli", llm="--model", llm_only=("bits", "adapter", "device", "batch_size", "token_budget"),
-              split_of="a dataset folder (train.jsonl, test.jsonl) or of a hub dataset")
-# pytest has refused only these two with a predictor; its device and batching options are ignored there.
-PLUGIN = Surface(name="plugin", llm="an LLM", llm_only=("bits", "adapter"), split_of="a dataset folder")
-
-
-def shown_default(option: Option, surface: Surface) -> str:
-    """The default as the help writes it: bits as typed ("4,8"), other values as Python writes them."""
-    if surface is CLI and option.cli_shown is not None:
-        return option.cli_shown
-    value = option.default_in(surface)
-    if value is None:
-        return option.shown
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    return repr(str(value) if isinstance(value, Path) else value)
-
-
-def help_text(option: Option, surface: Surface, *, with_default: bool = True) -> str:
-    """The help in one surface: other options named by their flags there, a share's example, then the default."""
-    flags = {other.name: surface.flag(other) or other.cli or other.plugin for other in OPTIONS}
-    text = option.help.format_map(flags)
-    example = option.example if option.example is not None else option.default_in(surface)
-    if option.parse in (options.share, options.significance) and isinstance(example, float):
-        text += f" ({example!r} or {100 * example:g}%)"
-    if with_default and option.metavar and not option.required:
-        text += f". Default: {shown_default(option, surface)}"
-    return text
-
-
-def arguments(option: Option, surface: Surface, *, choice: bool = False) -> dict[str, Any]:
-    """What argparse's add_argument (or pytest's addoption) takes for the option there. The plugin defaults every
-    option to None, so that an ini key can fill it; `pricer` too where a refusal must see what was given, and for
-    `choice`, one of a required pair, which argparse counts as given only when it differs from its default."""
-    dest = _dest(surface.flag(option))  # the plugin's: its ini key
-    text = help_text(option, surface, with_default=not choice).replace("%", "%%")  # argparse formats help with %
-    if option.metavar is None:
-        return {"dest": dest, "action": "store_true", "help": text}
-    unset = surface is PLUGIN or choice or option.name in surface.watched
-    kwargs = {"dest": dest, "type": option.parser(surface), "default": None if unset else option.default_in(surface),
-              "metavar": option.metavar, "help": text}
-    if option.required:
-        kwargs["required"] = True
-    if option.nargs:
-        kwargs |= {"nargs": option.nargs, "action": "extend"}
-    return kwargs
-
-
-def refuse_ignored(surface: Surface, *, given: Mapping[str, Any], predictor: str | None, source: str) -> None:
-    """Options the run would ignore are errors: a user who gives them means something the run would not do."""
-    def flag(name: str) -> str | None:
-        return surface.flag(OPTION[name])
-
-    if predictor:
-        chosen = f"{flag('predictor')} {predictor}"
-        ignored = [name for name in surface.llm_only if name in given]
-        if ignored:
-            lacks = list(dict.fromkeys(OPTION[name].lacks for name in surface.llm_only))  # "batching" once
-            raise OptionError(f"{flag(ignored[0])} applies to {surface.llm}; {chosen} has no {_either(lacks)}")
-        if "baseline_class" in given:
-            raise OptionError(f"{flag('baseline_class')} applies to {surface.llm}; {chosen} is the same on every "
-                              "machine, so its baseline has no hardware class")
-    split = given.get("split")
-    if split is not None and single_file(source):
-        raise OptionError(f"{flag('split')} {split}: {source} is a single file, which is one split; {flag('split')} "
-                          f"picks a split of {surface.split_of}")
-
-
-# Parsers of numbers, each with an example: their ini keys take TOML numbers as well as text (pricer_n = 250).
-NUMBER_PARSERS = {options.positive_int: 8, options.non_negative_float: 100, options.share: 0.05, options.budget: 1,
-                  options.factor: 10, options.positive_float: 0.001, options.significance: 0.05}
-_TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
-
-
-def ini_text(option: Option, raw: Any, *, where: object) -> str | None:
-    """An ini key's value, as read from the file (TOML's own types in a .toml file), as the text its parser takes;
-    None when unset. The one place ini values are typed: numbers for number keys, lists for list keys, text for all;
-    any other type, or an empty value, is refused naming the key, the type and an example."""
-    key = option.ini
-    if raw is None:
-        return None
-    if isinstance(raw, list) and option.ini_list:
-        parts = [ini_text(option, part, where=where) for part in raw]
-        return ",".join(part.strip() for part in parts if part is not None)
-    numeric = option.ini_list or option.parse in NUMBER_PARSERS
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and numeric:
-        return str(raw)
-    if isinstance(raw, str):
-        if not raw.strip():
-            raise OptionError(f"{where}: ini {key} is empty; give it a value, e.g. {_ini_example(option)}, or remove "
-                              "the key to take the default")
-        # An ini file's list is one value per line: pricer_bits =\n  4\n  8
-        return ",".join(line.strip() for line in raw.splitlines() if line.strip()) if option.ini_list else raw
-    kind = _TOML_TYPES.get(type(raw), type(raw).__name__)
-    takes = "a number" if numeric else "text in quotes"
-    shown = json.dumps(raw) if isinstance(raw, bool) else repr(raw)  # as TOML writes a boolean: true, not True
-    raise OptionError(f"{where}: ini {key} = {shown} is a TOML {kind}; {key} takes {takes}"
-                      f"{' or a list of them' if option.ini_list else ''}, e.g. {_ini_example(option)}")
-
-
-def _ini_example(option: Option) -> str:
-    value = option.example if option.example is not None else option.default
-    if option.ini_list and isinstance(value, tuple):
-        return f"{option.ini} = [{', '.join(map(str, value))}]"
-    if option.parse in NUMBER_PARSERS:
-        return f"{option.ini} = {value if isinstance(value, (int, float)) else NUMBER_PARSERS[option.parse]}"
-    return f'{option.ini} = "{option.metavar if value is None else value}"'
-
-
-def _either(words: list[str]) -> str:
-    """["bits", "adapter", "device"] -> "bits, adapter or device"."""
-    return " or ".join(filter(None, (", ".join(words[:-1]), words[-1])))
