@@ -17,13 +17,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricer.store.baselines import Baseline, read_baseline
-from pricer.gate.compare import RunFile, compare_run
-from pricer.files import write_json
-from pricer.gate.verdict import GateConfig
-from pricer.gate.measures import RESAMPLES, SEED
-from pricer.task.metrics import score_item
 from pricer.engines.predict import Prediction
+from pricer.files import write_json
+from pricer.gate.compare import RunFile, compare_run
+from pricer.gate.measures import RESAMPLES, SEED
+from pricer.gate.verdict import GateConfig
+from pricer.store.baselines import Baseline, read_baseline
+from pricer.task.metrics import score_item
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = "cpu-bfloat16"  # the class the stored baselines were made in (an AVX512-BF16 CPU)

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from pricer.errors import OptionError
 from pricer.report import charts
 from pricer.report.charts import chart_format, running_error_chart, running_mean_band, scatter_chart, scatter_grid
-from pricer.errors import OptionError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TRUTHS = [10.0, 50.0, 120.0, 300.0, 800.0]
@@ -205,8 +205,8 @@ def test_importing_the_module_does_not_load_matplotlib():
 
 
 def test_moved_chart_marks_items_now_farther_from_their_truth_and_labels_the_given_ones(tmp_path, drawn):
-    from pricer.store.baselines import BaselineItem
     from pricer.report.charts import moved_chart
+    from pricer.store.baselines import BaselineItem
 
     items = [BaselineItem(index=i, title=f"item {i}", truth=truth, guess=guess, completion=None, parsed=True)
              for i, truth, guess in ((1, 100.0, 90.0), (2, 50.0, 60.0), (3, 10.0, 30.0))]
@@ -225,8 +225,8 @@ def test_moved_chart_marks_items_now_farther_from_their_truth_and_labels_the_giv
 
 
 def test_moved_chart_needs_one_new_guess_per_baseline_item(tmp_path):
-    from pricer.store.baselines import BaselineItem
     from pricer.report.charts import moved_chart
+    from pricer.store.baselines import BaselineItem
 
     item = BaselineItem(index=1, title="t", truth=1.0, guess=1.0, completion=None, parsed=True)
     with pytest.raises(OptionError, match=r"one new guess per baseline item \(1 items, 2 guesses\)"):

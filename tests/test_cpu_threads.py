@@ -11,7 +11,6 @@ import types
 import pytest
 
 from pricer.cli import main as cli
-
 from pricer.engines import cpu_threads
 from pricer.store.fingerprint import DECISIVE
 

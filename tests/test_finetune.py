@@ -12,8 +12,8 @@ import pytest
 from pricer.engines.finetune import adapter, checkpoints, recipe, training
 from pricer.engines.finetune.checkpoints import Checkpoint
 from pricer.engines.finetune.config import FinetuneConfig, StopTraining
-from pricer.task.items import Item
 from pricer.errors import ModelError, OptionError
+from pricer.task.items import Item
 from pricer.task.prompts import PRICE_PREFIX, QUESTION
 
 # A tiny run: six short items, batches of 2, rank 4. Four steps take ~5 s on one core of the CI's AMD EPYC.
@@ -227,8 +227,8 @@ def test_adapter_fits_only_its_base_by_weights_hash(base, uninterrupted):
 
 
 def test_trained_adapter_loads_for_prediction_and_writes_whole_dollars(uninterrupted):
-    from pricer.engines.transformers.loading import load_model
     from pricer.engines.predict import LLMPredictor
+    from pricer.engines.transformers.loading import load_model
 
     loaded = load_model("default", bits=4, adapter=uninterrupted.out, device="cpu")
     try:

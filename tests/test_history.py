@@ -17,8 +17,8 @@ from pricer.cli.main import main
 from pricer.errors import HistoryError
 from pricer.history.accuracy_history import ACCURACY_FORMAT, AccuracyEntry, append_accuracy, read_accuracy
 from pricer.history.benchmark_runs import read_benchmarks
-from pricer.history.series import accuracy_runs, build_history
 from pricer.history.report import format_history
+from pricer.history.series import accuracy_runs, build_history
 
 MACHINE_ID = "Linux-CPython-3.11-64bit"  # pytest-benchmark's folder name: the same on every Linux box
 # Before the first in-process run: what the plugin imports late (see conftest.py), and torch: the history records

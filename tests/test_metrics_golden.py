@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pricer.task.metrics import score_item, score_items, summarize
 from pricer.report.tester import item_line
+from pricer.task.metrics import score_item, score_items, summarize
 
 GOLDEN_ENV = "PRICER_GOLDEN"  # default: course-2024-tester-outputs beside the data folder
 

@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_compare import FINE_TUNED, committed
+from test_plugin import stored_baselines  # noqa: F401 (a module-scoped fixture this module uses)
+from test_plugin import EVAL_FILE, EVAL_TEST, SMALL_N, classic_file, gate, named
 
 from pricer.cli.main import main
 from pricer.errors import DataError, OutputError
-from test_compare import FINE_TUNED, committed
-from test_plugin import EVAL_FILE, EVAL_TEST, SMALL_N, classic_file, gate, named
-from test_plugin import stored_baselines  # noqa: F401 (a module-scoped fixture this module uses)
 
 pytestmark = pytest.mark.usefixtures("late_imports")
 # Imported late by the history (torch, for the machine's details) and by xdist's controller (see conftest.py).
@@ -372,8 +372,9 @@ def test_update_baselines_through_a_link_rewrites_the_file_it_points_at(baseline
 
 
 def test_history_through_a_link_appends_to_the_file_it_points_at(tmp_path):
-    from pricer.history.accuracy_history import append_accuracy, read_accuracy
     from test_history import entry
+
+    from pricer.history.accuracy_history import append_accuracy, read_accuracy
 
     target = tmp_path / "kept.jsonl"
     target.touch()
@@ -430,8 +431,8 @@ def test_a_data_folders_split_file_that_is_not_a_file_is_named_as_what_it_is(tmp
 
 
 def test_a_baseline_or_history_that_is_a_fifo_is_named_never_read(tmp_path, capsys):
-    from pricer.history.accuracy_history import read_accuracy
     from pricer.errors import HistoryError
+    from pricer.history.accuracy_history import read_accuracy
 
     fifo = tmp_path / "4bit.json"
     os.mkfifo(fifo)

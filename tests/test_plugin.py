@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 GATED_N = 250  # the course's test size: enough items for the paired test to see a planted regression
 SMALL_N = 50  # where the point is not statistical; the plugin warns below this many items
 EVAL_FILE = "test_price_gate"  # not test_eval: an in-process run must not meet this repo's module of that name

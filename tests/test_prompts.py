@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pricer.task.prompts import (COURSE_TEMPLATE, PRICE_PREFIX, QUESTION, parse_price, prompt_of, render,
-                            template_fields, title_of)
+                                 template_fields, title_of)
 
 
 @pytest.mark.parametrize(

@@ -233,8 +233,8 @@ def constant_baseline(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 @given(st.lists(st.floats(min_value=0.3, max_value=30.0), min_size=AGREEMENT_N, max_size=AGREEMENT_N))
 def test_pricer_compare_and_the_plugin_give_the_same_verdict_on_the_same_files(pytester, data_dir, constant_baseline,
                                                                               capsys, factors):
-    from pricer.store.baselines import read_baseline
     from pricer.cli.main import main
+    from pricer.store.baselines import read_baseline
 
     baseline = read_baseline(constant_baseline)
     guesses = [round(b.guess * f, 2) for b, f in zip(baseline.items, factors)]

@@ -7,10 +7,10 @@ import re
 import shutil
 from pathlib import Path
 
-from pricer.store.baselines import read_baseline
 from pricer.cli.main import main
 from pricer.gate.compare import compare_files
 from pricer.gate.verdict import GateConfig
+from pricer.store.baselines import read_baseline
 
 BASELINE = Path(__file__).resolve().parent.parent / "baselines/smollm2-135m-instruct/cpu-bfloat16/32bit.json"
 

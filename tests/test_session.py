@@ -44,10 +44,10 @@ def test_an_llm_run_records_threads_dtypes_policy_and_the_adapter_by_name(sessio
 def _baseline_with_batching(session: EvalSession, width: str, context: dict) -> Path:
     """A stored baseline for width whose fingerprint records the given batching (what matters here)."""
     from pricer.engines.evaluate import RunResult
-    from pricer.store.fingerprint import Fingerprint
-    from pricer.store.baselines import write_baseline
-    from pricer.task.metrics import score_items, summarize
     from pricer.engines.predict import Prediction
+    from pricer.store.baselines import write_baseline
+    from pricer.store.fingerprint import Fingerprint
+    from pricer.task.metrics import score_items, summarize
 
     items = session.items
     predictions = [Prediction(guess=10.0, completion="10", parsed=True) for _ in items]

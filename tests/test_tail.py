@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pricer.store.baselines import read_baseline
 from pricer.cli.main import main
-from pricer.gate.verdict import GateConfig
 from pricer.gate.tail import TailRule, check_tail, visibility
+from pricer.gate.verdict import GateConfig
+from pricer.store.baselines import read_baseline
 
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 FINE_TUNED = "smollm2-135m-instruct-smollm2-135m-pricer"

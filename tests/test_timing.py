@@ -8,8 +8,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from pricer.history.timing import (WARMUP_MAX_ROUNDS, SpeedProbe, matmul_probe, round_setup, rounds_for, settled, slowed,
-                           timed_call, warm_up)
+from pricer.history.timing import (WARMUP_MAX_ROUNDS, SpeedProbe, matmul_probe, round_setup, rounds_for, settled,
+                                   slowed, timed_call, warm_up)
 
 
 class FakeClock:

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from pricer.engines import cpu_threads
-
 from pricer.engines.evaluate import score_run
 from pricer.engines.predict import Prediction
 from pricer.gate.ladder import read_saved_runs

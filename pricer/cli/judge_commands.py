@@ -34,9 +34,9 @@ def _compare_outputs(args: argparse.Namespace, comparison, chart: Path | None) -
     """`pricer compare`'s chart and summary, written once the verdict is printed."""
     verdict = comparison.verdict
     if chart:
-        from pricer.store.baselines import read_baseline
-        from pricer.report.charts import moved_chart
         from pricer.gate.compare import read_run
+        from pricer.report.charts import moved_chart
+        from pricer.store.baselines import read_baseline
 
         items, run = read_baseline(args.baseline).items, read_run(args.run_file)
         moved_chart(chart, items=items, guesses=[run.predictions[b.index].guess for b in items],
@@ -73,8 +73,8 @@ def run_accept(args: argparse.Namespace) -> int:
 
 
 def run_power(args: argparse.Namespace) -> int:
-    from pricer.store.baselines import read_baseline
     from pricer.gate.power import power_lines
+    from pricer.store.baselines import read_baseline
 
     for line in power_lines(read_baseline(args.baseline), _gate_config(args), worse=args.worse):
         print(line)

@@ -37,8 +37,8 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_results(args: argparse.Namespace) -> int:
-    from pricer.options.project import project_root
     from pricer.cli.results import check_class, collect_results, format_results, results_chart
+    from pricer.options.project import project_root
 
     baselines = args.baselines or project_root(Path.cwd()) / "baselines"
     if args.hardware_class:  # before the classic predictors train: a class not stored would show nothing

@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricer.errors import BaselineError, OptionError
 from pricer.engines.widths import NAMES
+from pricer.errors import BaselineError, OptionError
 
 COURSE_FOLDER = "course-2024-tester-outputs"  # beside the data folder; see its README for where the rows came from
 COURSE_README = "README.md"

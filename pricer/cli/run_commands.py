@@ -59,9 +59,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_llm(args: argparse.Namespace, bits: int, items) -> tuple[RunResult, dict[str, Any]]:
-    from pricer.engines.transformers.loading import load_model
     from pricer.engines.predict import LLMPredictor
-
+    from pricer.engines.transformers.loading import load_model
     from pricer.store.fingerprint import llm_fields
 
     loaded = load_model(args.model, bits=bits, adapter=args.adapter, device=args.device)

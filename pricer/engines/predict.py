@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
-from pricer.task.items import Item
-from pricer.errors import OptionError
 from pricer.engines.transformers.loading import LoadedModel
+from pricer.errors import OptionError
+from pricer.task.items import Item
 from pricer.task.prompts import parse_price
 
 

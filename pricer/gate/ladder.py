@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pricer.engines.evaluate import RunResult
-from pricer.store.fingerprint import Fingerprint
-from pricer.gate.verdict import ALPHA, PairedDelta, paired_delta
 from pricer.engines.widths import ORDER, REFERENCE
+from pricer.gate.verdict import ALPHA, PairedDelta, paired_delta
+from pricer.store.fingerprint import Fingerprint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pricer.store.baselines import Baseline
 from pricer.gate.verdict import SMALL_N, GateConfig, course_measures, detectable
 from pricer.report.tester import format_table
+from pricer.store.baselines import Baseline
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from pricer.store.baselines import Anchor
 from pricer.gate.verdict import Verdict
+from pricer.store.baselines import Anchor
 
 # Changes that make a baseline describe another model, prompt or decoding: a run that passes against it is worth
 # storing as the new baseline.

@@ -8,15 +8,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pricer.store.baselines import Baseline, BaselineItem
 from pricer.engines.evaluate import RunResult
+from pricer.gate.measures import (CONFIDENCE, ERROR_TRIM, ROW_HEADERS, Judgement, McNemar, Measure, PairedMean, judge,
+                                  moved_most, p_text)
+from pricer.gate.tail import (BUDGET, CROSS_CLASS_BUDGET, FACTOR, LargeMoves, TailCheck, TailRule, answers_absurdly,
+                              check_tail, large_moves)
+from pricer.store.baselines import Baseline, BaselineItem
 from pricer.store.fingerprint import FieldChange, Fingerprint, differences
 from pricer.store.hardware import class_of_fingerprint
-from pricer.gate.measures import (CONFIDENCE, ERROR_TRIM, ROW_HEADERS, Judgement, McNemar, Measure, PairedMean, judge,
-                             moved_most, p_text)
 from pricer.task.metrics import Metrics, score_item
-from pricer.gate.tail import (BUDGET, CROSS_CLASS_BUDGET, FACTOR, LargeMoves, TailCheck, TailRule, answers_absurdly,
-                         check_tail, large_moves)
 
 ALPHA = 0.05
 WORST_SHOWN = 5

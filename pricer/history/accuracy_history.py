@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pricer.history.benchmark_runs import DEFAULT_STORAGE, parse_utc
 from pricer.errors import HistoryError
 from pricer.files import atomic_write_bytes, locked, not_a_file, output_errors, output_target
+from pricer.history.benchmark_runs import DEFAULT_STORAGE, parse_utc
 from pricer.store.fingerprint import Scalar
 from pricer.store.machines import Machine, machine_of
 

@@ -7,9 +7,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+from pricer.files import atomic_write_bytes
 from pricer.history.benchmark_runs import BenchPoint
 from pricer.history.changes import ERROR_CONFIDENCE, LATENCY_MIN_CHANGE, MIN_SPREAD_RUNS, SPREAD_RUNS
-from pricer.files import atomic_write_bytes
 from pricer.history.series import History, MachineHistory, Series, Step
 
 LATENCY_COLOR, ERROR_COLOR, CHANGE_COLOR = "tab:blue", "tab:orange", "red"

@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pricer.engines.widths import ORDER
+from pricer.errors import HistoryError
 from pricer.history.accuracy_history import DEFAULT_ACCURACY, AccuracyEntry, read_accuracy
 from pricer.history.benchmark_runs import DEFAULT_STORAGE, BenchPoint, read_benchmarks, storage_path
 from pricer.history.changes import LATENCY_MIN_CHANGE, error_change, latency_change
-from pricer.errors import HistoryError
 from pricer.store.machines import Machine
-from pricer.engines.widths import ORDER
-
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

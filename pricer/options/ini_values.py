@@ -10,7 +10,6 @@ from pricer.errors import OptionError
 from pricer.options import parsers as options
 from pricer.options.option import Option
 
-
 # Parsers of numbers, each with an example: their ini keys take TOML numbers as well as text (pricer_n = 250).
 NUMBER_PARSERS = {options.positive_int: 8, options.non_negative_float: 100, options.share: 0.05, options.budget: 1,
                   options.factor: 10, options.positive_float: 0.001, options.significance: 0.05}

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from pricer.engines.classic import CLASSIC_NAMES
-from pricer.engines.endpoint.config import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, endpoint_urls
-from pricer.engines.finetune.config import FinetuneConfig, TRAIN_BITS
 from pricer.engines.device import DTYPES
-from pricer.engines.transformers.default_model import DEFAULT_MODEL
+from pricer.engines.endpoint.config import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, endpoint_urls
+from pricer.engines.finetune.config import TRAIN_BITS, FinetuneConfig
 from pricer.engines.predict import CPU_TOKEN_BUDGET, GPU_TOKEN_BUDGET
+from pricer.engines.transformers.default_model import DEFAULT_MODEL
 from pricer.engines.widths import BITS, REFERENCE, bits_of
 from pricer.gate.tail import CROSS_CLASS_BUDGET
 from pricer.gate.verdict import GateConfig

@@ -25,8 +25,8 @@ class Gate:
 
     def check(self) -> None:
         __tracebackhide__ = True
-        from pricer.plugin import summary
         from pricer.errors import PricerError
+        from pricer.plugin import summary
 
         try:
             self._note_detectability()
@@ -60,8 +60,8 @@ class Gate:
 
         if not verdict.judgements or (verdict.passed and self.charts is None):
             return None, ""  # no judgements: not comparable, so no items to pair
-        from pricer.report.charts import moved_chart
         from pricer.files import ignored_folder
+        from pricer.report.charts import moved_chart
 
         root = self.session.root
         stored = self.session.home.path(self.width)

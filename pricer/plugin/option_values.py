@@ -73,9 +73,9 @@ def _ini_raw(config: pytest.Config, key: str) -> Any:
 
 def _settings(config: pytest.Config):  # -> pricer.plugin.session.EvalSettings
     """Every option's value, checked: bad values stop the run before collection with a one-line usage error."""
-    from pricer.task.items import DataSpec, resolve_source
     from pricer.gate.verdict import GateConfig
     from pricer.plugin.settings import EvalSettings
+    from pricer.task.items import DataSpec, resolve_source
 
     _refuse_unknown_keys(config)
     _refuse_misread_paths(config)

@@ -11,21 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from pricer.store.baselines import Baseline, read_baseline, write_baseline
-from pricer.errors import BaselineError, OptionError, PricerError
-from pricer.gate.verdict import SMALL_N, Detectable, Verdict, compare, detectable
 from pricer.engines.device import COMPUTE_DTYPE_ENV
-from pricer.options.parsers import without
+from pricer.engines.widths import ORDER
+from pricer.errors import BaselineError, OptionError, PricerError
 from pricer.gate.references import anchor_label, replaced_what, verdict_word, with_references
 from pricer.gate.tail import visibility
-from pricer.engines.widths import ORDER
+from pricer.gate.verdict import SMALL_N, Detectable, Verdict, compare, detectable
+from pricer.options.parsers import without
+from pricer.store.baselines import Baseline, read_baseline, write_baseline
 
 if TYPE_CHECKING:
-    from pricer.store.git_refs import CommittedBaseline
     from pricer.engines.evaluate import RunResult
     from pricer.engines.predict import DecodingPolicy
     from pricer.plugin.settings import EvalSettings
     from pricer.store.fingerprint import Fingerprint
+    from pricer.store.git_refs import CommittedBaseline
     from pricer.store.hardware import BaselineHome
 
 # What a run is measured with, not what decides its baselines: a CI job's reports, workers and the ref it gates

@@ -12,12 +12,10 @@ from pricer.history.benchmark_runs import absent_storage, remove_unused_storage
 from pricer.options.arguments import arguments
 from pricer.options.option import PLUGIN
 from pricer.plugin import workers
-from pricer.plugin.fixtures import SESSION_KEY, SETTINGS_KEY, SUMMARIES_KEY, VERDICTS_KEY, eval_session
 # pytest finds a plugin's hooks and fixtures among its module's attributes: imported here, they are the plugin's.
-from pricer.plugin.fixtures import (  # noqa: F401
-    pricer_bench_items, pricer_bench_rounds, pricer_gate, pricer_items, pricer_model, pricer_run, pricer_session,
-    pricer_width, pytest_generate_tests,
-)
+from pricer.plugin.fixtures import (SESSION_KEY, SETTINGS_KEY, SUMMARIES_KEY, VERDICTS_KEY, eval_session,  # noqa: F401
+                                    pricer_bench_items, pricer_bench_rounds, pricer_gate, pricer_items, pricer_model,
+                                    pricer_run, pricer_session, pricer_width, pytest_generate_tests)
 from pricer.plugin.option_values import OPTIONS, _option, _project_root, _settings
 from pricer.plugin.session_end import pytest_sessionfinish, pytest_terminal_summary  # noqa: F401
 

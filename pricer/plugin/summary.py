@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pricer.gate.verdict import Verdict
     from pricer.gate.measures import Judgement
+    from pricer.gate.verdict import Verdict
     from pricer.plugin.outcome import Outcome
 
 PROPERTY_PREFIX = "pricer."

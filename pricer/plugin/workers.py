@@ -15,9 +15,9 @@ import pytest
 if TYPE_CHECKING:
     from pricer.engines.cpu_threads import CpuThreads
     from pricer.engines.evaluate import RunResult
-    from pricer.store.fingerprint import Fingerprint
     from pricer.plugin.session import EvalSession
     from pricer.plugin.settings import EvalSettings
+    from pricer.store.fingerprint import Fingerprint
 
 GROUP_PREFIX = "pricer-"  # xdist_group names, e.g. "pricer-4bit": a user's own groups keep their names
 # A worker's results ride on its test reports: pytest sends a report's extra attributes to the xdist controller,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pricer.errors import BaselineError, PricerError
 from pricer.engines.evaluate import RunResult
+from pricer.errors import BaselineError, PricerError
 from pricer.files import dumps_json, json_object, read_json, read_text, today, write_json
 from pricer.store.fingerprint import Fingerprint, commit_info
 from pricer.task.metrics import Metrics

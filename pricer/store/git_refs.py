@@ -7,8 +7,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricer.store.baselines import Baseline, read_baseline
 from pricer.errors import BaselineError, OptionError
+from pricer.store.baselines import Baseline, read_baseline
 
 OPTION = "--pricer-against"
 
