@@ -23,11 +23,15 @@ PACKAGE = ROOT / "pricer"
 MAX_LINES = 400
 
 
-def layers(developers: Path = ROOT / "DEVELOPERS.md") -> list[str]:
-    """The Layout table's first column, bottom layer first: `errors.py` -> "errors", `task/` -> "task"."""
+def layout_rows(developers: Path = ROOT / "DEVELOPERS.md") -> dict[str, str]:
+    """The Layout table, bottom layer first: `errors.py` -> "errors", `task/` -> "task", each with its job."""
     text = developers.read_text(encoding="utf-8")
     section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| `(\w+)(?:\.py|/)` \|", section, flags=re.M)
+    return dict(re.findall(r"^\| `(\w+)(?:\.py|/)` \| (.*) \|$", section, flags=re.M))
+
+
+def layers(developers: Path = ROOT / "DEVELOPERS.md") -> list[str]:
+    return list(layout_rows(developers))
 
 
 def module_name(path: Path, package: Path) -> str:
@@ -90,6 +94,15 @@ def test_the_layout_table_names_every_entry_of_the_package():
     entries = sorted(p.stem for p in PACKAGE.iterdir() if p.name not in ("__init__.py", "__pycache__"))
     assert sorted(layers()) == entries
     assert len(entries) <= 12, "a newcomer should see the layers at a glance"
+
+
+def test_each_layer_row_names_what_its_package_holds():
+    for layer, job in layout_rows().items():
+        folder = PACKAGE / layer
+        if folder.is_dir():
+            held = {p.stem if p.suffix == ".py" else f"{p.name}/" for p in folder.iterdir()
+                    if p.name not in ("__init__.py", "__pycache__")}
+            assert {name for name in held if f"`{name}`" not in job} == set(), layer
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
