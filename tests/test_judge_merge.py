@@ -78,7 +78,7 @@ def test_another_model_is_judged_better_against_the_baseline_it_replaces_not_ref
         "Error * better",
     ])
     result.stdout.fnmatch_lines([
-        "*the baseline describes another model: make this run the new baseline with: pytest * --update-baselines*",
+        "*the baseline describes another model (predictor changed): make this run the new baseline with: pytest * --update-baselines*",
     ])
     assert "not comparable" not in result.stdout.str()
 

@@ -8,11 +8,13 @@ from collections.abc import Sequence
 
 from pricer.gate.verdict import Verdict
 from pricer.store.baselines import Anchor
+from pricer.store.fingerprint import FILE_PREFIXES
 
 # Changes that make a baseline describe another model, prompt or decoding: a run that passes against it is worth
 # storing as the new baseline.
+# A field named by a file's prefix (a model's or adapter's config, tokenizer, chat template) counts as its model.
 REPLACED = {
-    "model": ("predictor", "model", "weights_sha256", "adapter_sha256", "quantization"),
+    "model": ("predictor", "model", "weights_sha256", "adapter_sha256", "quantization", *FILE_PREFIXES),
     "prompt": ("prompts_sha256",),
     "decoding": ("max_new_tokens", "do_sample"),
 }
@@ -38,8 +40,17 @@ def with_references(verdict: Verdict, references: Sequence[tuple[str, Verdict]])
 
 def replaced_what(verdict: Verdict) -> str:
     """'model', 'prompt' or 'model and prompt' when the baseline was made by another one, else ''."""
-    fields = {c.field for c in verdict.changes}
-    return " and ".join(kind for kind, names in REPLACED.items() if fields & set(names))
+    return " and ".join(kind for kind in REPLACED if _replacing(verdict, REPLACED[kind]))
+
+
+def replaced_fields(verdict: Verdict) -> tuple[str, ...]:
+    """The changed fields that make the baseline describe another model, prompt or decoding (files by name)."""
+    return _replacing(verdict, tuple(n for names in REPLACED.values() for n in names))
+
+
+def _replacing(verdict: Verdict, names: tuple[str, ...]) -> tuple[str, ...]:
+    prefixes = tuple(n for n in names if n.endswith("/"))
+    return tuple(c.field for c in verdict.changes if c.field in names or (prefixes and c.field.startswith(prefixes)))
 
 
 def anchor_label(anchor: Anchor) -> str:

@@ -14,7 +14,7 @@ from pricer.gate.measures import (CONFIDENCE, ERROR_TRIM, ROW_HEADERS, Judgement
 from pricer.gate.tail import (BUDGET, CROSS_CLASS_BUDGET, FACTOR, LargeMoves, TailCheck, TailRule, answers_absurdly,
                               check_tail, large_moves)
 from pricer.store.baselines import Baseline, BaselineItem
-from pricer.store.fingerprint import FieldChange, Fingerprint, differences
+from pricer.store.fingerprint import FieldChange, Fingerprint, differences, unrecorded, unrecorded_text
 from pricer.store.hardware import class_of_fingerprint
 from pricer.task.metrics import Metrics, score_item
 
@@ -119,6 +119,7 @@ class Verdict:
     reasons: tuple[str, ...]
     not_comparable: tuple[FieldChange, ...] = ()
     changes: tuple[FieldChange, ...] = ()  # what changed since the baseline: what the verdict judges
+    unrecorded: tuple[str, ...] = ()  # fields this run records that the baseline predates (files hashed since)
     baseline_error: float = math.nan
     now_error: float = math.nan
     delta: PairedDelta | None = None  # Error's test, as the summary line prints it
@@ -189,6 +190,8 @@ class Verdict:
             judged = "" if self.not_comparable else " (judged by the verdict)"
             lines.append(f"what changed since the baseline{judged}:")
             lines += [f"  {c.field}: baseline {c.baseline!r}, now {c.now!r}" for c in self.changes]
+        if self.unrecorded:
+            lines.append(unrecorded_text(self.unrecorded))
         if self.rows:
             rows = [*self.rows, self.tail.row()] if self.tail else self.rows  # rows end with the large moves' own
             lines.append(format_table(ROW_HEADERS, rows))
@@ -318,6 +321,7 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
     any course measure. `cross_class`: the baseline was made on purpose on another hardware class. `intervals`:
     False skips the bootstrap CIs, which never change a verdict."""
     refused, changes = differences(baseline.fingerprint, fingerprint)
+    lacking = unrecorded(baseline.fingerprint, fingerprint)
     mismatched = [
         i for i, (b, item) in enumerate(zip(baseline.items, run.items)) if b.index != item.index or b.truth != item.price
     ]
@@ -326,7 +330,7 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
                                    now=f"{len(run.items)} items, {len(mismatched)} with another index or price"))
     if refused:
         return Verdict(passed=False, name=run.name, reasons=("not comparable with the baseline",),
-                       not_comparable=tuple(refused), changes=tuple(changes))
+                       not_comparable=tuple(refused), changes=tuple(changes), unrecorded=lacking)
 
     if cross_class:
         config = config.across_classes()
@@ -356,7 +360,7 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
     # at 8 and 32 bits are not the class's.
     classes = classes or (class_of_fingerprint(baseline.fingerprint), class_of_fingerprint(fingerprint))
     return Verdict(
-        passed=not reasons, name=run.name, reasons=tuple(reasons), changes=tuple(changes),
+        passed=not reasons, name=run.name, reasons=tuple(reasons), changes=tuple(changes), unrecorded=lacking,
         baseline_error=math.fsum(error.measure.before) / len(error.measure.before), now_error=run.metrics.error,
         delta=PairedDelta(mean=error.worsening, ci=error.ci, p_worse=error.p_worse, confidence=CONFIDENCE),
         tolerance=error.measure.tolerance, mde=error.detectable, rows=tuple(rows), worst=tuple(worst),

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Protocol
 from pricer.engines.device import COMPUTE_DTYPE_ENV
 from pricer.engines.widths import ORDER
 from pricer.errors import BaselineError, OptionError, PricerError
-from pricer.gate.references import anchor_label, replaced_what, verdict_word, with_references
+from pricer.gate.references import anchor_label, replaced_fields, replaced_what, verdict_word, with_references
 from pricer.gate.tail import visibility
 from pricer.gate.verdict import SMALL_N, Detectable, Verdict, compare, detectable
 from pricer.options.parsers import without
 from pricer.store.baselines import Baseline, read_baseline, write_baseline
+from pricer.store.fingerprint import unrecorded_text
 
 if TYPE_CHECKING:
     from pricer.engines.evaluate import RunResult
@@ -151,8 +152,10 @@ class WidthGates:
             text += f"; the baseline is as on {committed.label}"
         other = replaced_what(verdict)
         if verdict.passed and other:
-            text += (f"\n  {width}: the baseline describes another {other}: make this run the new baseline with: "
-                     f"{self.accept_command(width, reason='why it changed')}")
+            text += (f"\n  {width}: the baseline describes another {other} ({', '.join(replaced_fields(verdict))} "
+                     f"changed): make this run the new baseline with: {self.accept_command(width, reason='why it changed')}")
+        if verdict.unrecorded:
+            text += f"\n  {width}: {unrecorded_text(verdict.unrecorded)}"
         self.outcomes.append(Outcome(width=width, path=path, text=text, passed=verdict.passed))
         return verdict
 

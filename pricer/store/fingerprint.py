@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pricer.engines.transformers.hashes import ADAPTER_FILES_PREFIX, MODEL_FILES_PREFIX
+
 Scalar = str | int | float | bool | None
 
 # What a run's predictions are made from: the model, its width and inputs, and how it decodes. Stored apart from the
@@ -16,6 +18,9 @@ DECISIVE = (
     "predictor", "model", "weights_sha256", "adapter_sha256", "bits", "quantization",
     "items_sha256", "prompts_sha256", "n", "prompt", "max_new_tokens", "do_sample",
 )
+# Besides those, each file that decides an answer is a decisive field of its own, named by the file
+# ("model_files/generation_config.json", "adapter_files/adapter_config.json"), so a change names the file.
+FILE_PREFIXES = (MODEL_FILES_PREFIX, ADAPTER_FILES_PREFIX)
 # Only these make a baseline "not comparable": the paired verdict needs the same items (same indices, texts and
 # truths) at the same width. Whatever produced the guesses (model, adapter, prompt, decoding, engine, hardware)
 # is exactly what a merge changes, so it is judged, never refused.
@@ -58,9 +63,25 @@ class FieldChange:
 def differences(baseline: Fingerprint, now: Fingerprint) -> tuple[list[FieldChange], list[FieldChange]]:
     """(what makes the run not comparable, what changed since the baseline) between two fingerprints. A field one
     side lacks (recorded only by a later pricer, or only for one kind of predictor) is a change, not a mismatch."""
-    changes = _diff(baseline.decisive, now.decisive) + _diff(baseline.context, now.context)
+    lacking = set(unrecorded(baseline, now))
+    changes = [c for c in _diff(baseline.decisive, now.decisive) if c.field not in lacking]
+    changes += _diff(baseline.context, now.context)
     refused = [c for c in changes if c.field in COMPARABLE and None not in (c.baseline, c.now)]
     return refused, [c for c in changes if c not in refused]
+
+
+def unrecorded(baseline: Fingerprint, now: Fingerprint) -> tuple[str, ...]:
+    """The files `now` records that `baseline` cannot be checked on: it was made before pricer hashed any file
+    beside the weights (it names none), so their absence there says nothing of a change."""
+    if any(k.startswith(FILE_PREFIXES) for k in baseline.decisive):
+        return ()
+    return tuple(sorted(k for k in now.decisive if k.startswith(FILE_PREFIXES)))
+
+
+def unrecorded_text(fields: tuple[str, ...]) -> str:
+    """What a baseline made before the files were hashed lacks, and how to record them."""
+    return (f"the baseline predates the hashes of {', '.join(fields)}: a change to them since it was made cannot "
+            "be named; rewrite it with --update-baselines to record them")
 
 
 def _diff(a: Mapping[str, Scalar], b: Mapping[str, Scalar]) -> list[FieldChange]:
@@ -81,7 +102,7 @@ def commit_info(root: Path | None = None) -> dict[str, Scalar]:
 
 def split_fields(flat: Mapping[str, Scalar]) -> Fingerprint:
     """A run's recorded fields, split: those in DECISIVE say what made the predictions, the rest are context."""
-    decisive = {k: flat[k] for k in DECISIVE if k in flat}
+    decisive = {k: flat[k] for k in DECISIVE if k in flat} | {k: v for k, v in flat.items() if k.startswith(FILE_PREFIXES)}
     return Fingerprint(decisive=decisive, context={k: v for k, v in flat.items() if k not in decisive})
 
 
@@ -95,8 +116,8 @@ def llm_fields(loaded: Any, policy: Mapping[str, Scalar]) -> dict[str, Scalar]:
     from pricer.engines.cpu_threads import wait_policy
 
     info = loaded.info.to_dict()
-    versions = info.pop("versions")
-    flat = info | {f"version_{k}": v for k, v in versions.items()} | dict(policy)
+    versions, files = info.pop("versions"), info.pop("files")
+    flat = info | {f"version_{k}": v for k, v in versions.items()} | files | dict(policy)
     flat["quantization"] = detected_quantization(loaded.model)  # catches a wrong width being loaded
     flat["predictor"] = "llm"
     for noisy in ("path", "parameter_bytes"):

@@ -13,6 +13,7 @@ from pricer.files import read_json
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_RECORD = "pricer-adapter.json"  # pricer's own note of how an adapter was made; peft never reads it
+ADAPTER_FILES = (ADAPTER_CONFIG,)  # beside the weights, what decides its answers: lora_alpha, r, target modules
 ADAPTER_BASE_SHA_KEY = "base_model_sha256"  # in the record: the exact base weights the adapter was trained on
 
 

@@ -42,6 +42,28 @@ def _hub_blob_sha256(path: Path) -> str | None:
     return None
 
 
+# Every file beside the weights that decides an answer: the architecture and its settings, how greedy decoding
+# stops and penalizes (generation_config.json), how text becomes tokens and back, and the chat template.
+MODEL_FILES = (
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "added_tokens.json", "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model",
+)
+
+
+# How a fingerprint names them: "model_files/generation_config.json", "adapter_files/adapter_config.json".
+MODEL_FILES_PREFIX, ADAPTER_FILES_PREFIX = "model_files/", "adapter_files/"
+
+
+def files_sha256(folder: Path, names: tuple[str, ...], *, prefix: str) -> tuple[tuple[str, str], ...]:
+    """(prefix + name, sha256) of each of `names` present in `folder`, in the order given, as a fingerprint records them."""
+    found = []
+    for name in names:
+        path = Path(folder) / name
+        if path.is_file():
+            found.append((prefix + name, _hub_blob_sha256(path) or sha256_file(path)))
+    return tuple(found)
+
+
 def weights_sha256(folder: Path) -> str:
     """sha256 of a model's safetensors: the file's own hash when there is one file, else a hash of name+hash lines."""
     files = sorted(Path(folder).glob("*.safetensors"))

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from pricer.engines.device import choose_compute_dtype, resolve_device, torch_dtype
-from pricer.engines.transformers.adapters import attach_adapter, check_adapter
+from pricer.engines.transformers.adapters import ADAPTER_FILES, attach_adapter, check_adapter
 from pricer.engines.transformers.default_model import DEFAULT_MODEL, converted_weights_sha256
-from pricer.engines.transformers.hashes import weights_sha256
+from pricer.engines.transformers.hashes import (ADAPTER_FILES_PREFIX, MODEL_FILES, MODEL_FILES_PREFIX, files_sha256,
+                                                weights_sha256)
 from pricer.engines.transformers.precision import QUANTIZATION, Precision, bits_message, precision_for, quant_config
 from pricer.engines.transformers.sources import resolve_model
 from pricer.engines.widths import BITS
@@ -37,17 +38,23 @@ class ModelInfo:
     gpu_name: str | None
     parameter_bytes: int  # model.get_memory_footprint(): parameters and buffers
     versions: tuple[tuple[str, str | None], ...]  # (library, version or None when absent), sorted
+    # The sha256 of every other file that decides an answer, keyed "model_files/config.json",
+    # "adapter_files/adapter_config.json" (hashes.MODEL_FILES_PREFIX): weights alone miss a changed lora_alpha,
+    # repetition_penalty or chat template.
+    files: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, for fingerprints."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["versions"] = dict(self.versions)
+        out["files"] = dict(self.files)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
         """The inverse of to_dict, checking every field is present and of the stored type."""
         expected = {f.name for f in fields(cls)}
+        data = {"files": {}, **data}  # recorded before the files were hashed: none known
         missing, extra = expected - set(data), set(data) - expected
         if missing or extra:
             raise ModelError(f"model info: missing fields {sorted(missing)}, unknown fields {sorted(extra)}")
@@ -60,7 +67,10 @@ class ModelInfo:
                      "compute_dtype", "device"):
             if not isinstance(data[name], str):
                 raise ModelError(f"model info: {name} {data[name]!r} is not a string")
-        return cls(**{**data, "versions": tuple(sorted(versions.items()))})
+        files = data["files"]
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise ModelError(f"model info: files {files!r} is not a mapping of file to sha256")
+        return cls(**{**data, "versions": tuple(sorted(versions.items())), "files": tuple(files.items())})
 
 
 def library_versions() -> tuple[tuple[str, str | None], ...]:
@@ -157,6 +167,8 @@ def load_model(
         gpu_name=torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None,
         parameter_bytes=int(loaded.get_memory_footprint()),
         versions=library_versions(),
+        files=files_sha256(folder, MODEL_FILES, prefix=MODEL_FILES_PREFIX)
+        + (files_sha256(adapter_path, ADAPTER_FILES, prefix=ADAPTER_FILES_PREFIX) if adapter_path else ()),
     )
     return LoadedModel(model=loaded, tokenizer=tokenizer, info=info)
 
