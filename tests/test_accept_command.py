@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pricer.errors import BaselineError
 from pricer.options.parsers import without
 from pricer.plugin.outcome import Outcome
 from pricer.plugin.session import EvalSession
@@ -39,11 +40,39 @@ def test_accept_command_pins_the_compute_dtype_that_decided_the_class(tmp_path, 
 def test_one_accept_command_covers_every_failing_width(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("PRICER_COMPUTE_DTYPE", raising=False)
     gates = session(tmp_path, monkeypatch, rerun_args=("-m", "eval", "-nauto")).gates
-    gates.adopt(outcomes=[Outcome(width=w, path=tmp_path / f"{w}.json", text="", passed=w == "8bit")
+    gates.adopt(outcomes=[Outcome(width=w, path=tmp_path / f"{w}.json", text="", passed=w == "8bit", worse=w == "4bit")
                           for w in ("16bit", "8bit", "4bit")])
 
     assert gates.accept_all() == ("pytest -m eval --pricer-bits=4,16 --update-baselines --pricer-reason why "
                                   "--pricer-accept-worse 'what it buys'")
+
+
+def test_missing_baselines_are_stored_at_once_without_a_trade_off_to_name(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("PRICER_COMPUTE_DTYPE", raising=False)
+    gates = session(tmp_path, monkeypatch, rerun_args=("-m", "eval")).gates
+    gates.adopt(outcomes=[Outcome(width=w, path=tmp_path / f"{w}.json", text="baseline not found", passed=False)
+                          for w in ("16bit", "4bit")])
+
+    assert gates.accept_all(reason="first baseline") == (
+        "pytest -m eval --pricer-bits=4,16 --update-baselines --pricer-reason 'first baseline'")
+    assert not gates.any_worse
+
+
+def test_a_missing_baseline_is_made_in_the_class_of_the_models_other_baselines(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("PRICER_COMPUTE_DTYPE", raising=False)
+    gates = session(tmp_path, monkeypatch, rerun_args=("-m", "eval", "--pricer-bits=4")).gates
+    monkeypatch.setattr(gates.session.home, "_machine_class", "cpu-bfloat16")  # a machine of another class
+    made = gates.session.home.path("32bit")  # first baselines made with PRICER_COMPUTE_DTYPE=float32
+    made = made.parent.parent / "cpu-float32" / "32bit.json"
+    made.parent.mkdir(parents=True)
+    made.write_text("{}")
+
+    with pytest.raises(BaselineError) as raised:
+        gates.check("4bit")
+
+    text = str(raised.value)
+    assert "create it with:\n  PRICER_COMPUTE_DTYPE=float32 pytest -m eval --pricer-bits=4 --update-baselines " in text
+    assert "this model's other baselines are cpu-float32, not this machine's cpu-bfloat16" in text
 
 
 def test_no_combined_accept_command_for_a_single_failing_width(tmp_path, monkeypatch) -> None:

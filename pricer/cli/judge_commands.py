@@ -62,8 +62,14 @@ def run_accept(args: argparse.Namespace) -> int:
     from pricer.gate.compare import accept_run
     from pricer.gate.references import verdict_word
 
+    from pricer.options.parsers import placeholder_problem
+
     if not args.reason.strip():
         raise OptionError("--reason: say why the baseline moves; it is kept in the baseline's history")
+    for option, value, example in (("--reason", args.reason, "prompt names the brand first"),
+                                   ("--accept-worse", args.accept_worse, "4-bit to halve memory")):
+        if problem := placeholder_problem(option, value, example=example):
+            raise OptionError(problem)
     previous, judged = accept_run(args.baseline, args.run_file, reason=args.reason, config=_gate_config(args),
                                   trade_off=args.accept_worse or "")
     how = "" if judged.not_comparable else f", judged {verdict_word(judged)}"

@@ -10,6 +10,7 @@ from pricer.gate.verdict import Verdict
 from pricer.store.baselines import Anchor
 from pricer.store.fingerprint import FILE_PREFIXES
 
+ANCHOR_WORDS = "the anchor"  # how every anchor's label starts (anchor_label)
 # Changes that make a baseline describe another model, prompt or decoding: a run that passes against it is worth
 # storing as the new baseline.
 # A field named by a file's prefix (a model's or adapter's config, tokenizer, chat template) counts as its model.
@@ -38,6 +39,20 @@ def with_references(verdict: Verdict, references: Sequence[tuple[str, Verdict]])
                                references=tuple(references))
 
 
+def own_verdict(verdict: Verdict) -> Verdict:
+    """The verdict against its own baseline alone, without what with_references added (its reasons come last)."""
+    if not verdict.references:
+        return verdict
+    worse = sum(1 for _, v in verdict.references if v.worse)
+    reasons = verdict.reasons[:len(verdict.reasons) - worse]
+    return dataclasses.replace(verdict, passed=not reasons, reasons=reasons, references=())
+
+
+def reference_key(label: str) -> str:
+    """A reference's stable name in reports (JUnit properties, chart files): 'anchor' or 'against' (a git ref)."""
+    return "anchor" if label.startswith(ANCHOR_WORDS) else "against"
+
+
 def replaced_what(verdict: Verdict) -> str:
     """'model', 'prompt' or 'model and prompt' when the baseline was made by another one, else ''."""
     return " and ".join(kind for kind in REPLACED if _replacing(verdict, REPLACED[kind]))
@@ -55,4 +70,4 @@ def _replacing(verdict: Verdict, names: tuple[str, ...]) -> tuple[str, ...]:
 
 def anchor_label(anchor: Anchor) -> str:
     """How the verdict names the anchor: when it was stored and why."""
-    return f"the anchor of {anchor.date[:10]} ({anchor.reason})"
+    return f"{ANCHOR_WORDS} of {anchor.date[:10]} ({anchor.reason})"

@@ -11,6 +11,20 @@ from typing import Any
 from pricer.engines.widths import BITS
 
 
+# The placeholders pricer's printed commands hold (`--pricer-reason why`, `--pricer-accept-worse 'what it buys'`)
+# and the options' metavars: stored as a reason or a trade-off, they would say nothing to the next reader.
+PLACEHOLDERS = frozenset({"why", "why it changed", "what it buys", "...", "…", "text", "trade-off", "reason", "todo",
+                          "tbd", "xxx"})
+
+
+def placeholder_problem(option: str, value: str | None, *, example: str) -> str | None:
+    """Why `value` of `option` is refused as a reason or trade-off (a printed placeholder), else None."""
+    if value is None or value.strip().strip("'\"<>[]").strip().lower() not in PLACEHOLDERS:
+        return None
+    return (f"{option} {value.strip()!r} is the placeholder of a printed command, and would be stored as it is: "
+            f"say it in your words, e.g. {option} {example!r}")
+
+
 def bits_list(option: str) -> Callable[[str], tuple[int, ...]]:
     """Parser for a comma-separated list of bit widths, e.g. "4,8,16,32"."""
 

@@ -39,27 +39,54 @@ class Gate:
         else:
             self.verdicts[self.width] = verdict.passed
             path = self.session.home.path(self.width)
-            # A WORSE run is stored only with the trade-off named (--pricer-accept-worse): the command asks for it.
-            accept = "" if verdict.passed else self.session.gates.accept_command(
+            # A WORSE run is stored only with the trade-off named (--pricer-accept-worse): the command asks for it;
+            # one this branch already stored is settled by a reviewer, never by the same command again.
+            settle = self.session.gates.settle_text(self.width, verdict)
+            accept = "" if verdict.passed or settle else self.session.gates.accept_command(
                 self.width, reason="why", trade_off="what it buys" if verdict.worse else None)
             chart, chart_line = self._chart(verdict)
+            charts, charts_text = self._reference_charts(verdict)
             shown = {"baseline": self._shown(path), "hardware": hardware,
-                     "chart": self._shown(chart) if chart else None}
+                     "chart": self._shown(chart) if chart else None, "charts": charts}
             self.properties.extend(summary.junit_properties(verdict, width=self.width, **shown))
             self.summaries[self.width] = "\n".join(summary.verdict_block(verdict, title=self.width, accept=accept,
-                                                                         **shown))
+                                                                         settle=settle, **shown))
             if verdict.passed:
-                print(verdict.message() + chart_line)
+                print(verdict.message() + chart_line + charts_text)
                 return
-            problem = f"{path}: {verdict.message(accept=accept)}{chart_line}"
+            problem = f"{path}: {verdict.message(accept=accept)}{chart_line}{charts_text}" + (f"\n{settle}" if settle else "")
         pytest.fail(problem, pytrace=False)
 
     def _chart(self, verdict) -> tuple[Path | None, str]:
         """The chart of what moved, for a failing width or with --pricer-charts: its path and the message's line."""
-        from pricer.errors import PricerError
+        from pricer.gate.references import own_verdict
 
-        if not verdict.judgements or (verdict.passed and self.charts is None):
+        own = own_verdict(verdict)
+        if not own.judgements or (own.passed and self.charts is None):
             return None, ""  # no judgements: not comparable, so no items to pair
+        return self._draw(own, self.session.gates.baseline(self.width), suffix="moved", what="what moved")
+
+    def _reference_charts(self, verdict) -> tuple[dict[str, Path], str]:
+        """A chart for each other comparison that failed (against --pricer-against REF, the anchor), by label."""
+        from pricer.gate.references import reference_key
+
+        charts, text = {}, ""
+        for label, reference in verdict.references:
+            if reference.passed or not reference.judgements:
+                continue
+            baseline = self.session.gates.references.get(self.width, {}).get(label)
+            if baseline is None:
+                continue
+            path, line = self._draw(reference, baseline, suffix=f"moved-{reference_key(label)}",
+                                    what=f"what moved against {label}")
+            text += line
+            if path is not None:
+                charts[label] = self._shown(path)
+        return charts, text
+
+    def _draw(self, verdict, baseline, *, suffix: str, what: str) -> tuple[Path | None, str]:
+        """Draw the run against one baseline's items: the chart's path and the message's line."""
+        from pricer.errors import PricerError
         from pricer.files import ignored_folder
         from pricer.report.charts import moved_chart
 
@@ -69,16 +96,15 @@ class Gate:
             name = stored.relative_to(self.session.home.folder)
         except ValueError:
             name = Path(stored.name)
-        name = name.with_name(f"{name.stem}-moved.png")
+        name = name.with_name(f"{name.stem}-{suffix}.png")
         try:
             folder = self.charts or ignored_folder(root / Path(DEFAULT_CHARTS).parent) / Path(DEFAULT_CHARTS).name
             path = folder / name
-            moved_chart(path, items=self.session.gates.baseline(self.width).items,
-                        guesses=[p.guess for p in self.session.run(self.width).predictions],
+            moved_chart(path, items=baseline.items, guesses=[p.guess for p in self.session.run(self.width).predictions],
                         labelled=[w.index for w in verdict.worst], title=verdict.name)
         except (OSError, PricerError) as exc:  # the verdict stands without its picture
-            return None, f"\nchart of what moved: not drawn ({exc})"
-        return path, f"\nchart of what moved: {path}"
+            return None, f"\nchart of {what}: not drawn ({exc})"
+        return path, f"\nchart of {what}: {path}"
 
     def _shown(self, path: Path) -> Path:
         """A path as the summary shows it: relative to the project, where it is inside."""

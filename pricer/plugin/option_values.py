@@ -93,6 +93,10 @@ def _settings(config: pytest.Config):  # -> pricer.plugin.session.EvalSettings
         raise pytest.UsageError("--pricer-accept-worse names the trade-off that lets --update-baselines store a run "
                                 "judged worse, e.g. --pricer-accept-worse='4-bit to halve memory'; give it with "
                                 "--update-baselines, and not empty")
+    for option, example in (("--pricer-reason", "prompt names the brand first"),
+                            ("--pricer-accept-worse", "4-bit to halve memory")):
+        if problem := options.placeholder_problem(option, v[option.removeprefix("--pricer-").replace("-", "_")], example=example):
+            raise pytest.UsageError(problem)
     _refuse_ignored(config, v)
     endpoint = _endpoint(config, v)
     return EvalSettings(

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 from pricer.engines.device import COMPUTE_DTYPE_ENV
 from pricer.engines.widths import ORDER
 from pricer.errors import BaselineError, OptionError, PricerError
-from pricer.gate.references import anchor_label, replaced_fields, replaced_what, verdict_word, with_references
+from pricer.gate.references import (anchor_label, own_verdict, reference_key, replaced_fields, replaced_what, verdict_word,
+                                    with_references)
 from pricer.gate.tail import visibility
 from pricer.gate.verdict import SMALL_N, Detectable, Verdict, compare, detectable
 from pricer.options.parsers import without
@@ -35,6 +36,9 @@ NOT_DECIDING = ("--pricer-summary", "--junitxml", "--junit-xml", "--pricer-save-
                 "--pricer-history", "--pricer-against", "--pricer-baseline-class", "--pricer-bits",
                 "--pricer-accept-worse", "--pricer-reason", "--numprocesses", "--maxprocesses", "--dist",
                 "--benchmark-json", "--benchmark-save")
+# The pull-request label a reviewer sets to approve a trade-off this branch already stored, which the example
+# workflow (examples/github-actions.yml) reads to gate without --pricer-against.
+APPROVAL_LABEL = "pricer-trade-off-approved"
 MEANINGLESS_SHARE = 0.25  # a gate that cannot see a 25% worsening protects nothing
 
 
@@ -46,6 +50,7 @@ class Outcome:
     path: Path
     text: str
     passed: bool
+    worse: bool = False  # judged and found worse: only then does accepting it need the trade-off named
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +83,7 @@ class WidthGates:
         self.outcomes: list[Outcome] = []
         self.used_baselines: list[Path] = []
         self._stored: dict[tuple, Baseline | BaselineError | None] = {}
+        self.references: dict[str, dict[str, Baseline]] = {}  # width -> label -> the other baselines judged against
 
     def baseline(self, width: str) -> Baseline | None:
         """The width's stored baseline, read once; None when there is none; BaselineError when it is damaged."""
@@ -140,13 +146,14 @@ class WidthGates:
                 self._fail(width, exc)
             self._fail(width, BaselineError(text))
         verdict = self._judge(width, stored)
-        references = []
+        others = {}
         if committed is not None and not committed.unchanged:
-            references.append((committed.label, self._judge(width, committed.baseline)))
+            others[committed.label] = committed.baseline
         anchor = stored.anchored()
         if anchor is not None:
-            references.append((anchor_label(stored.anchor), self._judge(width, anchor)))
-        verdict = with_references(verdict, references)
+            others[anchor_label(stored.anchor)] = anchor
+        self.references[width] = others
+        verdict = with_references(verdict, [(label, self._judge(width, other)) for label, other in others.items()])
         text = verdict.summary_line(width)
         if committed is not None and committed.unchanged:
             text += f"; the baseline is as on {committed.label}"
@@ -156,8 +163,23 @@ class WidthGates:
                      f"changed): make this run the new baseline with: {self.accept_command(width, reason='why it changed')}")
         if verdict.unrecorded:
             text += f"\n  {width}: {unrecorded_text(verdict.unrecorded)}"
-        self.outcomes.append(Outcome(width=width, path=path, text=text, passed=verdict.passed))
+        self.outcomes.append(Outcome(width=width, path=path, text=text, passed=verdict.passed, worse=verdict.worse))
         return verdict
+
+    def settle_text(self, width: str, verdict: Verdict) -> str:
+        """What settles a failure only against --pricer-against REF when this branch already stored the change as a
+        trade-off: a reviewer's approval, never the accepting command again (it would rewrite the same baseline and
+        fail the same way); "" in every other case."""
+        stored = self.baseline(width)
+        failing = [label for label, v in verdict.references if v.worse]
+        if (verdict.passed or stored is None or not stored.trade_off or not own_verdict(verdict).passed or not failing
+                or any(reference_key(label) != "against" for label in failing)):
+            return ""
+        return (f"this branch already stores the change as an accepted trade-off ({stored.trade_off!r} in "
+                f"{stored.path.name}), so accepting it again would rewrite the same baseline and fail the same way "
+                f"against {failing[0]}: a reviewer settles it, by approving the trade-off on the pull request with the "
+                f"label {APPROVAL_LABEL!r}, which the workflow reads to gate against the branch's own baselines "
+                "(docs/ci.md, \"Approving a trade-off\")")
 
     def _judge(self, width: str, baseline: Baseline) -> Verdict:
         """The run of this width against one baseline, with the class rule this session's home decides."""
@@ -176,18 +198,38 @@ class WidthGates:
 
     def _missing_text(self, width: str, path: Path) -> str:
         home = self.session.home
-        accept = self.accept_command(width, reason="first baseline")
+        pin = self._class_pin()
+        accept = self.accept_command(width, reason="first baseline", pin=pin)
         if home.cross_class:  # never the command that would rewrite this machine's own class instead
             text = (f"{path}: baseline not found; a {home.baseline_class} baseline is made on a "
                     f"{home.baseline_class} machine, with:\n  {accept}")
         else:
             text = f"{path}: baseline not found; create it with:\n  {accept}"
         others = [] if home.classic else home.other_classes(width)
+        if pin:
+            text += (f"\nthis model's other baselines are {home.machine_class.split('-')[0]}-{pin}, not this machine's "
+                     f"{home.machine_class}: the command pins {COMPUTE_DTYPE_ENV}={pin} to make it in their class")
         if others:
             text += (f"\nthis machine's hardware class is {home.machine_class}; baselines of {width} exist for "
                      f"{', '.join(others)}: gate against one on purpose with --pricer-baseline-class {others[0]} "
                      "(compared with the cross-class rule)")
         return text
+
+    def _class_pin(self) -> str | None:
+        """The compute dtype to pin for a missing baseline: that of this model's other baselines, when this machine
+        is of another class on the same device and nothing is pinned (else the new baseline lands in a class CI,
+        which pins its own, never reads); None when nothing needs pinning."""
+        from pricer.store.hardware import stored_classes
+
+        home = self.session.home
+        if home.classic or home.cross_class or os.environ.get(COMPUTE_DTYPE_ENV):
+            return None
+        device, _ = home.machine_class.split("-", 1)
+        stored = stored_classes(home.path("x").parent.parent)
+        if not stored or home.machine_class in stored:
+            return None
+        same_device = [c.split("-", 1)[1] for c in stored if c.startswith(f"{device}-")]
+        return same_device[0] if len(same_device) == 1 else None
 
     def _rewrite(self, width: str, path: Path, *, previous: Baseline | None) -> str:
         """Judge this run against the baseline it replaces, then write it (a WORSE one only with the trade-off
@@ -244,13 +286,14 @@ class WidthGates:
         return Detectability(measures=found, tail=tail, too_coarse=f"neither Error nor log error can see a "
                                                                    f"{MEANINGLESS_SHARE:.0%} worsening ({shares})")
 
-    def accept_command(self, *widths: str, reason: str = "...", trade_off: str | None = None) -> str:
+    def accept_command(self, *widths: str, reason: str = "...", trade_off: str | None = None,
+                       pin: str | None = None) -> str:
         """One command that rewrites these widths' baselines with the options that decided this run: none of a CI
         job's reports or workers, bits given once, and the compute dtype that decided the hardware class."""
         s = self.session.settings
         bits = () if s.predictor else (f"--pricer-bits={','.join(w.removesuffix('bit') for w in _ordered(widths))}",)
         kept = without(s.rerun_args, options=NOT_DECIDING, switches=("--update-baselines",), short=("-n",))
-        pinned = os.environ.get(COMPUTE_DTYPE_ENV)
+        pinned = pin or os.environ.get(COMPUTE_DTYPE_ENV)
         env = () if s.predictor or not pinned else (f"{COMPUTE_DTYPE_ENV}={pinned}",)
         worse = ("--pricer-accept-worse", trade_off) if trade_off else ()
         return shlex.join((*env, "pytest", *kept, *bits, "--update-baselines", "--pricer-reason", reason, *worse))
@@ -261,8 +304,14 @@ class WidthGates:
         failed = dict.fromkeys(o.width for o in self.outcomes if not o.passed)
         if self.session.settings.update or len(failed) < 2:
             return None
-        # A WORSE width is stored only with the trade-off named; for one that was not comparable it is not needed.
-        return self.accept_command(*failed, reason=reason, trade_off="what it buys")
+        # A WORSE width is stored only with the trade-off named; a missing or not comparable one needs none.
+        return self.accept_command(*failed, reason=reason, trade_off="what it buys" if self.any_worse else None,
+                                   pin=self._class_pin())
+
+    @property
+    def any_worse(self) -> bool:
+        """Whether a width was judged worse than its baseline (not only missing, damaged or not comparable)."""
+        return any(o.worse for o in self.outcomes)
 
     def adopt(self, *, outcomes: Iterable[Outcome] = (), used: Iterable[Path] = ()) -> None:
         """Outcomes and baselines relayed from another process (an xdist worker)."""

@@ -97,7 +97,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for line, failed in workers.summary_lines(config):
         terminalreporter.line(line, red=failed)
     if accept := session.gates.accept_all():
-        terminalreporter.line(f"if these changes are intended, accept every width at once with:\n  {accept}", red=True)
+        what = ("if these changes are intended, accept every width at once with" if session.gates.any_worse
+                else "store every failing width's baseline at once with")
+        terminalreporter.line(f"{what}:\n  {accept}", red=True)
     folder = session.home.path("x").parent  # this model's baselines of this hardware class
     unused = unused_baselines(folder, session.gates.used_baselines)
     if unused and not session.settings.predictor:

@@ -36,16 +36,43 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, 
 
 
 def verdict_block(verdict: Verdict, *, title: str, baseline: Path | str, hardware: str | None = None,
-                  accept: str = "", chart: Path | str | None = None, notes: Sequence[str] = ()) -> list[str]:
+                  accept: str = "", chart: Path | str | None = None, notes: Sequence[str] = (),
+                  charts: Mapping[str, Path | str] = (), settle: str = "") -> list[str]:
     """One width's verdict: passed/FAILED and why, the measures, the tail, the items that moved most, the chart
-    and the command that accepts the change."""
-    from pricer.gate.measures import ROW_HEADERS
-
+    and the command that accepts the change. Judged against several references (--pricer-against, the anchor),
+    each comparison gets its section, with its chart (`charts`, by label) where it failed."""
     status = "passed" if verdict.passed else "FAILED"
     where = f"Baseline `{baseline}`" + (f", hardware class {markdown_text(hardware)}" if hardware else "")
     run = f"; run {markdown_text(verdict.name)}" if verdict.name != title else ""
     lines = [f"### {markdown_text(title)}: {status}", "", f"{where}{run}.", ""]
-    lines += [f"- {markdown_text(reason)}" for reason in verdict.reasons] or ["Not measurably worse."]
+    if not verdict.references:
+        lines += _comparison(verdict, notes=notes, chart=chart)
+    else:
+        from pricer.gate.references import own_verdict
+
+        own = own_verdict(verdict)
+        comparisons = [(f"the baseline `{baseline}`", own), *((markdown_text(f"against {label}"), v)
+                                                               for label, v in verdict.references)]
+        lines += ["Comparisons made:", ""]
+        lines += [f"- {name}: {markdown_text(v.status())}" for name, v in comparisons]
+        lines += ["", f"#### Against the baseline: {'passed' if own.passed else 'FAILED'}", ""]
+        lines += _comparison(own, notes=notes, chart=chart)
+        for label, reference in verdict.references:
+            lines += ["", f"#### Against {markdown_text(label)}: {'passed' if reference.passed else 'FAILED'}", ""]
+            lines += _comparison(reference, chart=dict(charts).get(label))
+    if settle:
+        lines += ["", markdown_text(settle)]
+    elif not verdict.passed and accept:
+        lines += ["", "If this change is intended, accept it with:", "", "```sh", accept, "```"]
+    return lines
+
+
+def _comparison(verdict: Verdict, *, notes: Sequence[str] = (), chart: Path | str | None = None) -> list[str]:
+    """One comparison's body: why it passed or failed, what changed, the measures, the tail, the items, the chart."""
+    from pricer.gate.measures import ROW_HEADERS
+    from pricer.store.fingerprint import unrecorded_text
+
+    lines = [f"- {markdown_text(reason)}" for reason in verdict.reasons] or [markdown_text(_passed_text(verdict))]
     lines += [f"- {markdown_text(note)}" for note in notes]
     if verdict.cross_class:
         lines.append(f"- across hardware classes ({markdown_text(verdict.cross_class)}): the cross-class rule applies")
@@ -56,6 +83,8 @@ def verdict_block(verdict: Verdict, *, title: str, baseline: Path | str, hardwar
         lines += ["", "<details><summary>What changed since the baseline</summary>", ""]
         lines += [f"- `{c.field}`: baseline {_code(c.baseline)}, now {_code(c.now)}" for c in verdict.changes]
         lines += ["", "</details>"]
+    if getattr(verdict, "unrecorded", ()):
+        lines += ["", markdown_text(unrecorded_text(verdict.unrecorded))]
     tail = getattr(verdict, "tail", None)  # the tail rule, where the gate has one
     if verdict.rows:
         lines += ["", *markdown_table(ROW_HEADERS, [*verdict.rows, *tail_rows(tail)])]
@@ -71,9 +100,13 @@ def verdict_block(verdict: Verdict, *, title: str, baseline: Path | str, hardwar
             for w in verdict.worst], left=2)
     if chart is not None:
         lines += ["", f"Chart of what moved: `{chart}`"]
-    if not verdict.passed and accept:
-        lines += ["", "If this change is intended, accept it with:", "", "```sh", accept, "```"]
     return lines
+
+
+def _passed_text(verdict: Verdict) -> str:
+    """A passing comparison's sentence: better on which measures, or not measurably worse."""
+    better = getattr(verdict, "better", ())
+    return f"Better: {', '.join(better)}." if better else "Not measurably worse."
 
 
 def problem_block(*, title: str, text: str) -> list[str]:
@@ -150,24 +183,49 @@ def append_document(path: Path, text: str) -> None:
 
 
 def junit_properties(verdict: Verdict, *, width: str, baseline: Path | str, hardware: str | None = None,
-                     chart: Path | str | None = None) -> list[tuple[str, str]]:
+                     chart: Path | str | None = None, charts: Mapping[str, Path | str] = ()) -> list[tuple[str, str]]:
     """`pricer.verdict`, `pricer.hardware_class`... and per measure `pricer.<measure>.<column>`, every column of the
-    measures table as it shows them (`pricer.error.baseline`, `pricer.log_error.holm_p`, `pricer.tail.verdict`)."""
-    from pricer.gate.measures import ROW_HEADERS
+    measures table as it shows them (`pricer.error.baseline`, `pricer.log_error.holm_p`, `pricer.tail.verdict`), for
+    the comparison with the baseline; each other comparison made the same under its own prefix
+    (`pricer.against.verdict`, `pricer.anchor.error.verdict`), and `pricer.verdict` for them all."""
+    from pricer.gate.references import own_verdict, reference_key
 
+    own = own_verdict(verdict)
     found = [("width", width), ("verdict", "passed" if verdict.passed else "FAILED"),
              ("hardware_class", hardware or "none"), ("baseline", str(baseline))]
     found.append(("reason", "; ".join(verdict.reasons) or "not measurably worse"))  # as the message's first line
+    found.append(("comparisons", ",".join(["baseline", *(reference_key(label) for label, _ in verdict.references)])))
+    found += _comparison_properties(own, chart=chart, prefix="")
+    found += [("passed.value", int(verdict.passed)), ("baseline_verdict", _word(own))]
+    for label, reference in verdict.references:
+        key = reference_key(label)
+        found += [(f"{key}.label", label), (f"{key}.verdict", _word(reference)),
+                  (f"{key}.reason", "; ".join(reference.reasons) or "not measurably worse")]
+        found += _comparison_properties(reference, chart=dict(charts).get(label), prefix=f"{key}.")
+        found.append((f"{key}.passed.value", int(reference.passed)))
+    return [(PROPERTY_PREFIX + name, str(value)) for name, value in found]
+
+
+def _word(verdict: Verdict) -> str:
+    return "passed" if verdict.passed else "FAILED"
+
+
+def _comparison_properties(verdict: Verdict, *, chart: Path | str | None, prefix: str) -> list[tuple[str, object]]:
+    """One comparison's table as properties: `<prefix><measure>.<column>` and their numbers, under names that never
+    hold a dollar amount (`large_moves`, not `large_moves_82`)."""
+    from pricer.gate.measures import ROW_HEADERS
+
+    found: list[tuple[str, object]] = []
     if verdict.cross_class:
-        found.append(("cross_class", verdict.cross_class))
-    named = [(property_slug(row[0]), row) for row in verdict.rows]
+        found.append((f"{prefix}cross_class", verdict.cross_class))
+    named = [(property_slug(row[0].split(" (")[0]), row) for row in verdict.rows]
     named += [("tail", row) for row in tail_rows(getattr(verdict, "tail", None))]
     for slug, row in named:
-        found += [(f"{slug}.{property_slug(header)}", cell) for header, cell in zip(ROW_HEADERS[1:], row[1:])]
+        found += [(f"{prefix}{slug}.{property_slug(header)}", cell) for header, cell in zip(ROW_HEADERS[1:], row[1:])]
     if chart is not None:
-        found.append(("chart", str(chart)))
-    found += [("passed.value", int(verdict.passed))] + _numbers(verdict.judgements)
-    return [(PROPERTY_PREFIX + name, str(value)) for name, value in found]
+        found.append((f"{prefix}chart", str(chart)))
+    found += [(prefix + name, value) for name, value in _numbers(verdict.judgements)]
+    return found
 
 
 def _numbers(judgements: Sequence[Judgement]) -> list[tuple[str, str]]:

@@ -201,7 +201,7 @@ class Relay:
         if runs:
             payload["runs"] = {w: run_payload(session.run(w), session.fingerprint(w)) for w in runs}
         if outcomes := session.gates.outcomes[self._outcomes:]:
-            payload["outcomes"] = [[o.width, str(o.path), o.text, o.passed] for o in outcomes]
+            payload["outcomes"] = [[o.width, str(o.path), o.text, o.passed, o.worse] for o in outcomes]
         if used := session.gates.used_baselines[self._used:]:
             payload["used"] = [str(p) for p in used]
         if verdicts := {w: p for w, p in self._verdicts.items() if w not in self._sent_verdicts}:
@@ -266,8 +266,8 @@ class Controller:
         session = self._session()
         for width, raw in payload.get("runs", {}).items():
             session.add_run(width, *run_from_payload(raw))
-        session.gates.adopt(outcomes=[Outcome(width=width, path=Path(path), text=text, passed=passed)
-                                      for width, path, text, passed in payload.get("outcomes", ())],
+        session.gates.adopt(outcomes=[Outcome(width=width, path=Path(path), text=text, passed=passed, worse=worse)
+                                      for width, path, text, passed, worse in payload.get("outcomes", ())],
                             used=[Path(p) for p in payload.get("used", ())])
         self.verdicts.update(payload.get("verdicts", {}))
         self.problems.extend(payload.get("problems", ()))
