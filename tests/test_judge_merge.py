@@ -329,3 +329,70 @@ def test_a_harmless_rewording_that_moves_49_guesses_is_judged_not_worse():
 
     moved = sum(b.guess != r.guess for b, r in zip(read_baseline(base).items, read_baseline(reworded).items))
     assert verdict.passed and moved == 49, verdict.message()
+
+
+# Every comparison made is shown: a failure against main is never hidden behind the working tree's pass.
+
+def properties(pytester: pytest.Pytester) -> dict[str, str]:
+    import xml.etree.ElementTree as ET
+
+    return {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+
+
+def test_a_failure_only_against_main_has_its_own_summary_section_properties_and_chart(two_commits, data_dir):
+    result = gate(two_commits, data_dir, "constant", "--pricer-against=main", "--pricer-summary=summary.md",
+                  "--junitxml=junit.xml")
+
+    result.assert_outcomes(failed=1)
+    summary = (two_commits.path / "summary.md").read_text()
+    assert "Comparisons made:\n\n- the baseline `baselines/shop/classic.json`: ok\n- against main (" in summary
+    assert "#### Against the baseline: passed" in summary and "#### Against main (" in summary
+    against = summary[summary.index("#### Against main ("):]
+    assert against.splitlines()[0].endswith(": FAILED") and "| WORSE |" in against
+    chart = two_commits.path / ".pricer" / "charts" / "shop" / "classic-moved-against.png"
+    assert f"Chart of what moved: `{chart.relative_to(two_commits.path)}`" in against and chart.is_file()
+    found = properties(two_commits)
+    assert (found["pricer.verdict"], found["pricer.baseline_verdict"], found["pricer.against.verdict"]) == (
+        "FAILED", "passed", "FAILED")
+    assert found["pricer.comparisons"] == "baseline,against" and found["pricer.against.label"].startswith("main (")
+    assert found["pricer.error.verdict"] == "ok" and found["pricer.against.error.verdict"] == "WORSE"
+    assert "pricer.large_moves.verdict" in found and "pricer.against.large_moves.verdict" in found
+    assert not [n for n in found if any(c.isdigit() for c in n.replace("ci_95", ""))], "no dollar amount in a name"
+
+
+def test_an_accepted_trade_off_failing_against_main_is_settled_by_a_reviewer_never_accepted_again(two_commits, data_dir):
+    result = gate(two_commits, data_dir, "constant", "--pricer-against=main", "--pricer-summary=summary.md")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["this branch already stores the change as an accepted trade-off ('simpler' in "
+                                 "classic.json), so accepting it again would rewrite the same baseline and fail the "
+                                 "same way against main (*): a reviewer settles it, by approving the trade-off on the "
+                                 "pull request with the label 'pricer-trade-off-approved'*"])
+    assert "accept it with" not in result.stdout.str()
+    assert "pricer-trade-off-approved" in (two_commits.path / "summary.md").read_text()
+
+
+def test_a_passing_summary_lists_every_comparison_with_its_verdict(project, data_dir):
+    update(project, data_dir, "constant", "first").assert_outcomes(failed=1)
+    update(project, data_dir, "bow", "a real model").assert_outcomes(failed=1)
+
+    result = gate(project, data_dir, "bow", "--pricer-summary=summary.md", "--junitxml=junit.xml")
+
+    result.assert_outcomes(passed=1)
+    summary = (project.path / "summary.md").read_text()
+    assert "- the baseline `baselines/shop/classic.json`: ok\n- against the anchor of " in summary
+    assert "#### Against the anchor of " in summary
+    found = properties(project)
+    assert found["pricer.comparisons"] == "baseline,anchor" and found["pricer.anchor.verdict"] == "passed"
+
+
+def test_compare_summary_includes_the_comparison_with_the_anchor(tmp_path, data_dir, capsys):
+    from pricer.cli.main import main
+
+    chain, path = write_chain(tmp_path, data_dir, shares=(1.0, 1.06, 1.12, 1.18))
+
+    code = main(["compare", str(path), str(chain[-1]), "--summary", str(tmp_path / "summary.md")])
+
+    summary = (tmp_path / "summary.md").read_text()
+    assert code == 1 and "#### Against the anchor of " in summary and "(step 0)" in summary
+    assert "- against the anchor of " in summary
