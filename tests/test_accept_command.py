@@ -85,3 +85,41 @@ def test_no_combined_accept_command_for_a_single_failing_width(tmp_path, monkeyp
 @pytest.mark.parametrize("workers", [("-n", "2"), ("-n2",), ("-nauto",)])
 def test_without_drops_a_short_option_with_its_value_spaced_or_attached(workers) -> None:
     assert without(("-m", "eval", *workers, "-x"), short=("-n",)) == ("-m", "eval", "-x")
+
+
+def test_an_adapters_first_gate_points_to_the_base_models_baselines(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("PRICER_COMPUTE_DTYPE", raising=False)
+    gates = session(tmp_path, monkeypatch, adapter=tmp_path / "adapters" / "v2", rerun_args=("-m", "eval", "-n", "2")).gates
+    base = tmp_path / "baselines" / "smollm2-135m-instruct" / "cpu-float32" / "4bit.json"
+    base.parent.mkdir(parents=True)
+    base.write_text("{}")
+
+    with pytest.raises(BaselineError) as raised:
+        gates.check("4bit")
+
+    text = str(raised.value)
+    assert "smollm2-135m-instruct-v2/cpu-float32/4bit.json: baseline not found" in text  # the folder joins with "-"
+    assert ("this adapter's first gate: judge it against the base model's baselines first with: pytest -m eval "
+            "--pricer-baseline-name=smollm2-135m-instruct (docs/your-repo.md") in text
+
+
+@pytest.mark.parametrize("option", ["--pricer-reason=why", "--pricer-reason='why it changed'",
+                                    "--pricer-accept-worse=what it buys"])
+def test_a_placeholder_of_a_printed_command_is_refused_as_a_reason_or_trade_off(pytester, option) -> None:
+    pytester.makeini("[pytest]\n")
+    reason = () if option.startswith("--pricer-reason") else ("--pricer-reason=cheaper",)
+
+    result = pytester.runpytest("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor=constant",
+                                "--update-baselines", *reason, option)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --pricer-* is the placeholder of a printed command, and would be stored as "
+                                 "it is: say it in your words, e.g. --pricer-*"])
+
+
+def test_pricer_accept_refuses_a_placeholder_reason(tmp_path, capsys) -> None:
+    from pricer.cli.main import main
+
+    code = main(["accept", str(tmp_path / "b.json"), str(tmp_path / "r.json"), "--reason", "why"])
+
+    assert code == 2 and "--reason 'why' is the placeholder of a printed command" in capsys.readouterr().err

@@ -124,3 +124,9 @@ def test_history_from_a_subfolder_reads_the_projects_pricer_history_key(tmp_path
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert str(tmp_path / "accuracy.jsonl") in err
+
+
+def test_a_template_whose_only_column_comes_after_the_price_prefix_is_refused(capsys):
+    line = refused(["eval", "--model", "default", "--template", "How much?\\n\\nPrice is ${title}"], capsys)
+    assert ("--template: template 'How much?\\n\\nPrice is ${title}' puts every column it names after 'Price is $': "
+            "the prompt ends there, where the model writes the price") in line

@@ -210,3 +210,19 @@ def test_summary_and_chart_of_a_failing_compare_show_the_failing_measure(tmp_pat
     assert any(line.startswith("- Error is worse by ") for line in lines)
     assert any(line.startswith("| Error |") and line.endswith("| WORSE |") for line in lines)
     assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_change_whose_whole_ci_is_better_says_why_it_is_not_called_better(tmp_path, capsys):
+    baseline = committed("smollm2-135m-instruct-smollm2-135m-pricer", "32bit")
+    items = read_baseline(baseline).items
+    exact = {b.index for b in sorted(items, key=lambda b: -abs(b.guess - b.truth))[:3]}  # three answered exactly
+    run = write_rows(tmp_path / "run.jsonl", [{"index": b.index, "guess": b.truth if b.index in exact else b.guess}
+                                              for b in items])
+
+    code = main(["compare", str(baseline), str(run)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert ("passed: not measurably worse; Error's 95% CI [-$" in out and "] lies wholly on the better side, yet it "
+            "is not called better: that needs Holm p < 0.05 over the sign-flip permutation test of every measure, and "
+            "here Holm p=0.5000 (p=0.1250, 3 items changed)" in out)

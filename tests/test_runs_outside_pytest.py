@@ -33,6 +33,20 @@ def test_power_never_asks_for_fewer_items_than_the_gate_trusts(capsys) -> None:
     assert error_row.endswith(" 50 (have enough)")
 
 
+def test_power_says_how_many_items_the_test_split_holds_and_what_they_detect(tmp_path, capsys) -> None:
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(f'{{"text": "item {i}\\n\\nPrice is $", "price": {10 + i}}}\n' for i in range(160)))
+    tuned = BASELINE.parent.parent.parent / "smollm2-135m-instruct-smollm2-135m-pricer/cpu-float32/32bit.json"
+
+    code = main(["power", str(tuned), "--worse", "10%", "--data", str(data)])
+
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert code == 0
+    assert last.startswith(f"{data} holds 160 items (this baseline prices 250); all 160 detect at 80% power a "
+                           "worsening of Error 27%, log error 19%, Hits 4.4 pts, unparsed 4.4 pts; Error needs 1,195 "
+                           "to see 10%, more than it holds: no gate of this split sees that; gate all 160"), last
+
+
 def test_compare_advises_pricer_accept_with_a_reason_not_a_copy(tmp_path) -> None:
     run = shutil.copyfile(BASELINE, tmp_path / "run.json")
 

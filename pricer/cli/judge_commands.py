@@ -82,9 +82,29 @@ def run_power(args: argparse.Namespace) -> int:
     from pricer.gate.power import power_lines
     from pricer.store.baselines import read_baseline
 
-    for line in power_lines(read_baseline(args.baseline), _gate_config(args), worse=args.worse):
+    baseline = read_baseline(args.baseline)
+    for line in power_lines(baseline, _gate_config(args), worse=args.worse, split=_split_size(baseline, args.data)):
         print(line)
     return 0
+
+
+def _split_size(baseline, data: str | None) -> tuple[str, int] | str:
+    """(where, rows) of the split the baseline was scored on, read from --data or $PRICER_DATA; else why not."""
+    import os
+
+    from pricer.errors import PricerError
+    from pricer.task.items import DATA_ENV, DEFAULT_SPLIT
+    from pricer.task.sources import read_rows
+
+    source = data or os.environ.get(DATA_ENV)
+    split = str(baseline.fingerprint.context.get("split") or DEFAULT_SPLIT)
+    if not source:
+        return f"pass --data (or set ${DATA_ENV}) to learn how many items its {split} split holds"
+    try:
+        rows, where = read_rows(source, split)
+    except PricerError as exc:
+        return f"its {split} split could not be read ({exc})"
+    return where, len(rows)
 
 def run_ladder(args: argparse.Namespace) -> int:
     from pricer.gate.ladder import REFERENCE, ladder, ladder_lines, read_saved_runs

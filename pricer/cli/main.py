@@ -137,6 +137,7 @@ def _power_command(commands: argparse._SubParsersAction) -> None:
     power.add_argument("--worse", type=options.share("--worse"), default=0.10, metavar="SHARE",
                        help="the worsening to detect, as a share of the measure's level: 0.1 or 10%%. Default: 10%%")
     _add_gate_settings(power)
+    _add_options(power, "power")  # --data: how many items its test split holds, to say what they can detect
     power.set_defaults(run=run_power)
 
 

@@ -253,15 +253,30 @@ class Judgement:
                 f"{m.amount(m.tolerance, signed=False)}, Holm-adjusted p={p_text(self.p_holm)} < {self.alpha} "
                 f"({m.test.label}, p={p_text(self.p_worse)})")
 
+    def ci_text(self) -> str:
+        """The CI as the table shows it: of the worsening, in the measure's own direction (a drop of Hits reads
+        negative); "-" when it was not computed."""
+        m = self.measure
+        low, high = (m.amount(self.ci[0]), m.amount(self.ci[1])) if m.higher_is_worse else (m.amount(self.ci[1]), m.amount(self.ci[0]))
+        return "-" if any(math.isnan(x) for x in self.ci) else f"[{low}, {high}]"
+
+    def not_better_text(self) -> str:
+        """Why a measure whose whole CI is on the better side is not called better; "" when it is, or when its CI
+        reaches the worse side."""
+        if self.better or any(math.isnan(x) for x in self.ci) or self.ci[1] >= 0:
+            return ""
+        moved = sum(1 for w in self.measure.worse if w)
+        return (f"{self.measure.name}'s 95% CI {self.ci_text()} lies wholly on the better side, yet it is not called "
+                f"better: that needs Holm p < {self.alpha} over the {self.measure.test.label} test of every measure, "
+                f"and here Holm p={p_text(self.p_holm_better)} (p={p_text(self.p_better)}, {moved} items changed); the "
+                "interval is one measure's bootstrap, uncorrected for testing several measures")
+
     def row(self, limit: str = "-") -> tuple[str, ...]:
         """(measure, baseline, now, tested change, mean change, CI, p, Holm p, tolerance, detectable, limit, verdict)
         for the verdict's table."""
         m = self.measure
-        # The CI is of the worsening; shown in the measure's own direction (a drop of Hits reads negative).
-        low, high = (m.amount(self.ci[0]), m.amount(self.ci[1])) if m.higher_is_worse else (m.amount(self.ci[1]), m.amount(self.ci[0]))
-        ci = "-" if any(math.isnan(x) for x in self.ci) else f"[{low}, {high}]"
         return (m.name, m.level(m.before), m.level(m.now), m.amount(self.worsening) + self.relative,
-                m.amount(self.mean_change) + self._share(self.mean_change), ci,
+                m.amount(self.mean_change) + self._share(self.mean_change), self.ci_text(),
                 p_text(self.p_worse), p_text(self.p_holm), m.amount(m.tolerance), m.amount(self.detectable, signed=False),
                 limit, "WORSE" if self.failed else "better" if self.better else "ok")
 

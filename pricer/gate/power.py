@@ -20,6 +20,7 @@ class Need:
     target: str  # the worsening asked about, in the measure's unit
     items: int | None  # None: below the measure's tolerance, which no n makes fail
     note: str = ""
+    asked: bool = True  # about the worsening asked (Error, log error), not a share's tolerance
 
 
 def needs(baseline: Baseline, config: GateConfig, *, worse: float) -> list[Need]:
@@ -44,19 +45,47 @@ def needs(baseline: Baseline, config: GateConfig, *, worse: float) -> list[Need]
             target = measure.tolerance
             items = math.ceil(seen.amount * n / target) if target else None
             found.append(Need(measure=measure.name, detectable=seen.text,
-                              target=f"{measure.amount(target, signed=False)} (its tolerance)", items=items))
+                              target=f"{measure.amount(target, signed=False)} (its tolerance)", items=items, asked=False))
     return found
 
 
-def power_lines(baseline: Baseline, config: GateConfig, *, worse: float) -> list[str]:
-    """The report of `pricer power`: a heading, one row per measure, and how to read it."""
+def within(baseline: Baseline, config: GateConfig, *, items: int) -> str:
+    """What `items` items (all a test split holds) detect, scaled from the baseline's as the needs are."""
+    n = len(baseline.items)
+    found = []
+    for seen in detectable(baseline, config):
+        scale = math.sqrt(n / items) if seen.share is not None else n / items
+        found.append(f"{seen.measure} {seen.share * scale:.0%}" if seen.share is not None
+                     else f"{seen.measure} {100 * seen.amount * scale:.1f} pts")
+    return ", ".join(found)
+
+
+def split_line(baseline: Baseline, config: GateConfig, *, worse: float, split: tuple[str, int] | str) -> str:
+    """How many items the test split holds, what all of them detect, and whether the items needed fit in it."""
+    if isinstance(split, str):
+        return f"the items needed count against the split the gate reads: {split}"
+    where, held = split
+    asked = [need for need in needs(baseline, config, worse=worse) if need.asked and need.items]
+    short = [need for need in asked if need.items > held]
+    fits = ("" if not asked else f"; it holds the {max(n.items for n in asked):,} items needed" if not short else
+            "; " + ", ".join(f"{need.measure} needs {need.items:,}" for need in short) + f" to see {worse:.0%}, more "
+            f"than it holds: no gate of this split sees that; gate all {held:,} (--pricer-n {held}) for what they "
+            "detect, or add items to it")
+    return (f"{where} holds {held:,} items (this baseline prices {len(baseline.items):,}); all {held:,} detect at 80% "
+            f"power a worsening of {within(baseline, config, items=held)}{fits}")
+
+
+def power_lines(baseline: Baseline, config: GateConfig, *, worse: float,
+                split: tuple[str, int] | str | None = None) -> list[str]:
+    """The report of `pricer power`: a heading, one row per measure, how to read it, and the test split's size."""
     n = len(baseline.items)
     rows = [[need.measure, need.detectable, need.target,
              need.note or (f"{need.items:,}" + (" (have enough)" if need.items <= n else ""))]
             for need in needs(baseline, config, worse=worse)]
+    tail = [] if split is None else [split_line(baseline, config, worse=worse, split=split)]
     return [f"{baseline.path}: {n} items, Error ${baseline.metrics['error']:,.2f}",
             format_table(["measure", f"detectable at n={n}", "to detect", "items needed"], rows),
             "detectable: the smallest worsening the gate finds 80% of the time (after Holm's correction); a change "
             "must also pass its tolerance to fail. Items needed scale from the same rule (Error and log error as "
             f"1/sqrt(n), Hits and unparsed as 1/n; never below {SMALL_N}, where the gate warns it is too coarse); gate "
-            "that many with --pricer-n."]
+            "that many with --pricer-n.", *tail]

@@ -14,7 +14,7 @@ from pricer.gate.measures import (CONFIDENCE, ERROR_TRIM, ROW_HEADERS, Judgement
 from pricer.gate.tail import (BUDGET, CROSS_CLASS_BUDGET, FACTOR, LargeMoves, TailCheck, TailRule, answers_absurdly,
                               check_tail, large_moves)
 from pricer.store.baselines import Baseline, BaselineItem
-from pricer.store.fingerprint import FieldChange, Fingerprint, differences, unrecorded, unrecorded_text
+from pricer.store.fingerprint import FieldChange, Fingerprint, differences, unrecorded_text
 from pricer.store.hardware import class_of_fingerprint
 from pricer.task.metrics import Metrics, score_item
 
@@ -173,6 +173,7 @@ class Verdict:
                                       f"{j.relative.strip(' ()') + ', ' if j.relative else ''}"
                                       f"Holm p={p_text(j.p_holm_better)})" for j in better)
                 if better else "not measurably worse")
+        text = "; ".join([text, *filter(None, (j.not_better_text() for j in self.judgements))])
         return f"{text}; {self.why_passed}" if self.why_passed else text
 
     def message(self, *, accept: str = "") -> str:
@@ -190,8 +191,7 @@ class Verdict:
             judged = "" if self.not_comparable else " (judged by the verdict)"
             lines.append(f"what changed since the baseline{judged}:")
             lines += [f"  {c.field}: baseline {c.baseline!r}, now {c.now!r}" for c in self.changes]
-        if self.unrecorded:
-            lines.append(unrecorded_text(self.unrecorded))
+        lines += [unrecorded_text(self.unrecorded)] if self.unrecorded else []
         if self.rows:
             rows = [*self.rows, self.tail.row()] if self.tail else self.rows  # rows end with the large moves' own
             lines.append(format_table(ROW_HEADERS, rows))
@@ -320,8 +320,7 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
     """Fail when the run is not comparable, breaks a plain limit, or is measurably worse than its baseline on
     any course measure. `cross_class`: the baseline was made on purpose on another hardware class. `intervals`:
     False skips the bootstrap CIs, which never change a verdict."""
-    refused, changes = differences(baseline.fingerprint, fingerprint)
-    lacking = unrecorded(baseline.fingerprint, fingerprint)
+    refused, changes, lacking = differences(baseline.fingerprint, fingerprint)
     mismatched = [
         i for i, (b, item) in enumerate(zip(baseline.items, run.items)) if b.index != item.index or b.truth != item.price
     ]

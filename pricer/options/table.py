@@ -45,7 +45,7 @@ _TRIM = f"{_GATE['error_trim']:.0%}"
 # In the order each help lists them. A row taken by several `pricer` commands means the same in each; where a flag
 # means something else in another command (finetune's --bits), that is another row.
 OPTIONS: tuple[Option, ...] = (
-    Option(name="data", cli="--data", commands=("eval", "results", "finetune"), group="data", plugin="--pricer-data",
+    Option(name="data", cli="--data", commands=("eval", "results", "finetune", "power"), group="data", plugin="--pricer-data",
            metavar="SOURCE", shown=f"${DATA_ENV}, else {DEFAULT_DATASET}", example="data",
            help="Hugging Face dataset id, or a local folder / .jsonl / .csv / .parquet file"),
     Option(name="split", cli="--split", commands=("eval",), group="data", plugin="--pricer-split", metavar="NAME",
@@ -116,7 +116,7 @@ OPTIONS: tuple[Option, ...] = (
            default="baselines", example="baselines",
            help="folder of stored baselines, relative to the ini file"),
     Option(name="baseline_name", plugin="--pricer-baseline-name", metavar="NAME", parse=options.baseline_name,
-           shown="the model's folder name, then '+' and the adapter's", example="price-model",
+           shown="the model's folder name, then '-' and the adapter's", example="price-model",
            help="the folder under the baselines folder this model's baselines live in: keep it when a merge changes "
            "the model, adapter or prompt, so the change is judged against the baseline it replaces"),
     Option(name="reason", plugin="--pricer-reason", metavar="TEXT",

@@ -206,6 +206,7 @@ class WidthGates:
         else:
             text = f"{path}: baseline not found; create it with:\n  {accept}"
         others = [] if home.classic else home.other_classes(width)
+        text += self._adapter_hint(width)
         if pin:
             text += (f"\nthis model's other baselines are {home.machine_class.split('-')[0]}-{pin}, not this machine's "
                      f"{home.machine_class}: the command pins {COMPUTE_DTYPE_ENV}={pin} to make it in their class")
@@ -214,6 +215,23 @@ class WidthGates:
                      f"{', '.join(others)}: gate against one on purpose with --pricer-baseline-class {others[0]} "
                      "(compared with the cross-class rule)")
         return text
+
+    def _adapter_hint(self, width: str) -> str:
+        """For an adapter's first gate: how to judge it against the base model's baselines before it gets its own."""
+        import dataclasses
+
+        from pricer.store.baselines import baseline_path
+
+        s, home = self.session.settings, self.session.home
+        if s.adapter is None or s.baseline_name or s.predictor:
+            return ""
+        base = dataclasses.replace(s, adapter=None).model_name
+        found = baseline_path(home.folder, base, width, hardware_class=home.baseline_class)
+        if not found.is_file():
+            return ""
+        command = shlex.join(("pytest", *self._deciding_args(), f"--pricer-baseline-name={found.parent.parent.name}"))
+        return (f"\nthis adapter's first gate: judge it against the base model's baselines first with: {command} "
+                "(docs/your-repo.md, \"Gating an adapter\"); a first baseline of its own skips that judgement")
 
     def _class_pin(self) -> str | None:
         """The compute dtype to pin for a missing baseline: that of this model's other baselines, when this machine
@@ -292,11 +310,16 @@ class WidthGates:
         job's reports or workers, bits given once, and the compute dtype that decided the hardware class."""
         s = self.session.settings
         bits = () if s.predictor else (f"--pricer-bits={','.join(w.removesuffix('bit') for w in _ordered(widths))}",)
-        kept = without(s.rerun_args, options=NOT_DECIDING, switches=("--update-baselines",), short=("-n",))
+        kept = self._deciding_args()
         pinned = pin or os.environ.get(COMPUTE_DTYPE_ENV)
         env = () if s.predictor or not pinned else (f"{COMPUTE_DTYPE_ENV}={pinned}",)
         worse = ("--pricer-accept-worse", trade_off) if trade_off else ()
         return shlex.join((*env, "pytest", *kept, *bits, "--update-baselines", "--pricer-reason", reason, *worse))
+
+    def _deciding_args(self) -> tuple[str, ...]:
+        """This run's arguments less a CI job's reports and workers, the widths and what a rewrite sets itself."""
+        return without(self.session.settings.rerun_args, options=NOT_DECIDING, switches=("--update-baselines",),
+                       short=("-n",))
 
     def accept_all(self, *, reason: str = "why") -> str | None:
         """One command for every width that failed in this session, when more than one did (each failure names its

@@ -60,14 +60,15 @@ class FieldChange:
     now: Scalar
 
 
-def differences(baseline: Fingerprint, now: Fingerprint) -> tuple[list[FieldChange], list[FieldChange]]:
-    """(what makes the run not comparable, what changed since the baseline) between two fingerprints. A field one
-    side lacks (recorded only by a later pricer, or only for one kind of predictor) is a change, not a mismatch."""
-    lacking = set(unrecorded(baseline, now))
+def differences(baseline: Fingerprint, now: Fingerprint) -> tuple[list[FieldChange], list[FieldChange], tuple[str, ...]]:
+    """(what makes the run not comparable, what changed since the baseline, the files the baseline predates) between
+    two fingerprints. A field one side lacks (recorded only by a later pricer, or only for one kind of predictor) is a
+    change, not a mismatch; a file's hash a baseline from before the files were hashed lacks is neither."""
+    lacking = unrecorded(baseline, now)
     changes = [c for c in _diff(baseline.decisive, now.decisive) if c.field not in lacking]
     changes += _diff(baseline.context, now.context)
     refused = [c for c in changes if c.field in COMPARABLE and None not in (c.baseline, c.now)]
-    return refused, [c for c in changes if c not in refused]
+    return refused, [c for c in changes if c not in refused], lacking
 
 
 def unrecorded(baseline: Fingerprint, now: Fingerprint) -> tuple[str, ...]:

@@ -28,6 +28,13 @@ def template_columns(template: str) -> list[str]:
     if PRICE_COLUMN in fields:
         raise DataError(f"template {template!r} names the {PRICE_COLUMN!r} column: every prompt would hold its "
                         "answer; build prompts from the product's other columns")
+    head, prefix, tail = template.rpartition(PRICE_PREFIX)
+    after = template_fields(tail) if prefix else []
+    if after:
+        where = "every column it names" if set(after) == set(fields) else f"column {after[0]!r}"
+        raise DataError(f"template {template!r} puts {where} after {PRICE_PREFIX!r}: the prompt ends there, where the "
+                        "model writes the price, so it would be asked before the product is described; put the "
+                        f"columns before it and end the template with {PRICE_PREFIX!r}")
     return fields
 
 
