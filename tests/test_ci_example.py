@@ -90,13 +90,23 @@ def test_the_widths_job_lists_the_widths_of_the_pinned_class(workflow, tmp_path)
     assert workflow["env"] == {"PRICER_COMPUTE_DTYPE": "float32", "PRICER_CLASS": "cpu-float32"}
 
 
+# A reviewer approves a trade-off the branch stored with this label (pricer.plugin.outcome.APPROVAL_LABEL).
+APPROVED = "contains(github.event.pull_request.labels.*.name, 'pricer-trade-off-approved')"
+
+
 def test_pull_requests_are_gated_against_mains_baselines_with_the_history_to_read_them(workflow):
     for flow in (workflow, yaml.safe_load(USER_WORKFLOW.read_text(encoding="utf-8"))):
         steps = flow["jobs"]["gate"]["steps"]
         checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
         against = [s for s in steps if "--pricer-against=origin/main" in s.get("run", "")]
         assert checkout["with"]["fetch-depth"] == 0
-        assert [s["if"] for s in against] == ["github.event_name == 'pull_request'"]
+        assert [s["if"] for s in against] == [f"github.event_name == 'pull_request' && !{APPROVED}"]
+        committed = [s["if"] for s in steps if s.get("run", "").startswith("pytest") and s not in against]
+        assert committed == [f"github.event_name != 'pull_request' || {APPROVED}"]  # never both, never neither
+        assert {"labeled", "unlabeled"} <= set(flow.get("on", flow.get(True))["pull_request"]["types"])
+    from pricer.plugin.outcome import APPROVAL_LABEL
+
+    assert f"'{APPROVAL_LABEL}'" in APPROVED  # the label the gate's message names
 
 
 def test_pricer_is_installed_from_a_git_url_not_from_a_checkout_of_it(workflow):
