@@ -49,8 +49,10 @@ class Gate:
             shown = {"baseline": self._shown(path), "hardware": hardware,
                      "chart": self._shown(chart) if chart else None, "charts": charts}
             self.properties.extend(summary.junit_properties(verdict, width=self.width, **shown))
+            stored = self.session.gates.baseline(self.width)
+            notes = [f"the baseline was stored as an accepted trade-off: {stored.trade_off}"] if stored.trade_off else []
             self.summaries[self.width] = "\n".join(summary.verdict_block(verdict, title=self.width, accept=accept,
-                                                                         settle=settle, **shown))
+                                                                         settle=settle, notes=notes, **shown))
             if verdict.passed:
                 print(verdict.message() + chart_line + charts_text)
                 return

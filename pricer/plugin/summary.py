@@ -56,10 +56,10 @@ def verdict_block(verdict: Verdict, *, title: str, baseline: Path | str, hardwar
         lines += ["Comparisons made:", ""]
         lines += [f"- {name}: {markdown_text(v.status())}" for name, v in comparisons]
         lines += ["", f"#### Against the baseline: {'passed' if own.passed else 'FAILED'}", ""]
-        lines += _comparison(own, notes=notes, chart=chart)
+        lines += _comparison(own, notes=notes, chart=chart, heading="#####")
         for label, reference in verdict.references:
             lines += ["", f"#### Against {markdown_text(label)}: {'passed' if reference.passed else 'FAILED'}", ""]
-            lines += _comparison(reference, chart=dict(charts).get(label))
+            lines += _comparison(reference, chart=dict(charts).get(label), heading="#####")
     if settle:
         lines += ["", markdown_text(settle)]
     elif not verdict.passed and accept:
@@ -67,7 +67,8 @@ def verdict_block(verdict: Verdict, *, title: str, baseline: Path | str, hardwar
     return lines
 
 
-def _comparison(verdict: Verdict, *, notes: Sequence[str] = (), chart: Path | str | None = None) -> list[str]:
+def _comparison(verdict: Verdict, *, notes: Sequence[str] = (), chart: Path | str | None = None,
+                heading: str = "####") -> list[str]:
     """One comparison's body: why it passed or failed, what changed, the measures, the tail, the items, the chart."""
     from pricer.gate.measures import ROW_HEADERS
     from pricer.store.fingerprint import unrecorded_text
@@ -94,7 +95,7 @@ def _comparison(verdict: Verdict, *, notes: Sequence[str] = (), chart: Path | st
                       "and its change is beyond its tolerance."]
     lines += tail_lines(tail)
     if verdict.worst:
-        lines += ["", f"#### Items whose {markdown_text(verdict.worst[0].measure)} got worse most", ""]
+        lines += ["", f"{heading} Items whose {markdown_text(verdict.worst[0].measure)} got worse most", ""]
         lines += markdown_table(("item", "title", "truth", "baseline guess", "now", "change"), [
             (f"#{w.index}", w.title, f"${w.truth:,.2f}", f"${w.before:,.2f}", f"${w.now:,.2f}", w.amount)
             for w in verdict.worst], left=2)
