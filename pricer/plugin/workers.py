@@ -266,8 +266,8 @@ class Controller:
         session = self._session()
         for width, raw in payload.get("runs", {}).items():
             session.add_run(width, *run_from_payload(raw))
-        session.gates.adopt(outcomes=[Outcome(width=width, path=Path(path), text=text, passed=passed, worse=worse)
-                                      for width, path, text, passed, worse in payload.get("outcomes", ())],
+        session.gates.adopt(outcomes=[Outcome(width=width, path=Path(path), text=text, passed=passed, worse=any(worse))
+                                      for width, path, text, passed, *worse in payload.get("outcomes", ())],
                             used=[Path(p) for p in payload.get("used", ())])
         self.verdicts.update(payload.get("verdicts", {}))
         self.problems.extend(payload.get("problems", ()))
