@@ -76,14 +76,17 @@ def _run_llm(args: argparse.Namespace, bits: int, items) -> tuple[RunResult, dic
 
 def _save_runs(path: Path, results: Sequence[RunResult], fields: Sequence[Mapping[str, Any]]) -> None:
     """Each run in the baseline format, as pytest --pricer-save-runs stores it; several go to PATH-<width>.json."""
-    from pricer.store.baselines import write_baseline
+    from pricer.store.baselines import foreign_file, write_run
     from pricer.store.fingerprint import split_fields
 
-    for result, flat in zip(results, fields):
-        width = flat.pop("width", None)
-        target = path if len(results) == 1 else path.with_name(f"{path.stem}-{width}{path.suffix}")
-        write_baseline(target, run=result, fingerprint=split_fields(flat), reason="run saved by pricer eval --save-run",
-                       previous=None)
+    widths = [flat.get("width") for flat in fields]
+    targets = [path if len(results) == 1 else path.with_name(f"{path.stem}-{width}{path.suffix}") for width in widths]
+    foreign = [f"{target}: {problem}" for target in targets if (problem := foreign_file(target))]
+    if foreign:  # before any is written: all of them are stored, or none
+        raise OptionError(f"--save-run: {'; '.join(foreign)}")
+    for result, flat, target in zip(results, fields, targets):
+        write_run(target, run=result, fingerprint=split_fields({k: v for k, v in flat.items() if k != "width"}),
+                  reason="run saved by pricer eval --save-run", previous=None)
         print(f"run saved to {target}")
 
 

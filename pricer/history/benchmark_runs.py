@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pricer.errors import HistoryError
+from pricer.files import utc_date
 from pricer.store.machines import Machine, machine_of
 
 DEFAULT_STORAGE = Path(".benchmarks")  # pytest-benchmark's default --benchmark-storage
@@ -108,12 +109,8 @@ def read_benchmark_run(file: Path, *, storage: Path | None = None) -> list[Bench
 
 
 def parse_utc(text: str, *, where: str) -> dt.datetime:
-    """An ISO 8601 date as an aware UTC datetime (no zone: UTC); a bad one fails naming `where`."""
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise HistoryError(f"{where}: {text!r} is not an ISO 8601 date") from None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+    """An ISO 8601 date as an aware UTC datetime; a bad one fails naming `where`, as a history error."""
+    return utc_date(text, where=where, error=HistoryError)
 
 
 def _number(value: Any, *, where: str) -> float:

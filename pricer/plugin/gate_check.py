@@ -77,6 +77,8 @@ class Gate:
                         guesses=[p.guess for p in self.session.run(self.width).predictions],
                         labelled=[w.index for w in verdict.worst], title=verdict.name)
         except (OSError, PricerError) as exc:  # the verdict stands without its picture
+            if self.charts is not None:  # asked for: a passing gate must not lose it in silence
+                self.session.problems.append(f"--pricer-charts: {self.width}: chart of what moved not drawn ({exc})")
             return None, f"\nchart of what moved: not drawn ({exc})"
         return path, f"\nchart of what moved: {path}"
 

@@ -58,9 +58,16 @@ class FieldChange:
 def differences(baseline: Fingerprint, now: Fingerprint) -> tuple[list[FieldChange], list[FieldChange]]:
     """(what makes the run not comparable, what changed since the baseline) between two fingerprints. A field one
     side lacks (recorded only by a later pricer, or only for one kind of predictor) is a change, not a mismatch."""
-    changes = _diff(baseline.decisive, now.decisive) + _diff(baseline.context, now.context)
+    changes = _diff(_width(baseline.decisive), _width(now.decisive)) + _diff(baseline.context, now.context)
     refused = [c for c in changes if c.field in COMPARABLE and None not in (c.baseline, c.now)]
     return refused, [c for c in changes if c not in refused]
+
+
+def _width(decisive: Mapping[str, Scalar]) -> Mapping[str, Scalar]:
+    """The fields with a classic predictor's width, "classic", where bits would be: a run of a loaded model's width
+    is not comparable with it (another width), not a change to judge (a missing field)."""
+    classic = "bits" not in decisive and decisive.get("predictor") not in (None, "llm")
+    return {**decisive, "bits": "classic"} if classic else decisive
 
 
 def _diff(a: Mapping[str, Scalar], b: Mapping[str, Scalar]) -> list[FieldChange]:
