@@ -149,6 +149,22 @@ def test_a_run_is_written_onto_a_stream_or_an_empty_file_but_not_onto_another_pr
     assert image.read_bytes() == b"\x89PNG\r\n"
 
 
+@pytest.mark.parametrize("name", ["notes.png", "figure.svg", "paper.pdf"])
+def test_a_chart_never_replaces_a_file_that_is_not_an_image_of_its_format(tmp_path, capsys, name) -> None:
+    baseline, run = stored(tmp_path / "32bit.json"), stored(tmp_path / "run.json", guesses=(150, 190, 300, 420))
+    notes = tmp_path / name
+    notes.write_text("notes a person keeps\n")
+
+    assert main(["compare", str(baseline), str(run), "--chart", str(notes)]) == 3
+
+    assert capsys.readouterr().err.endswith(f"{notes}: an existing file that is not a {notes.suffix[1:].upper()} "
+                                            "image; a chart replaces only an image: name a new file, or remove this "
+                                            "one first\n")
+    assert notes.read_text() == "notes a person keeps\n"
+    assert main(["compare", str(baseline), str(run), "--chart", str(tmp_path / f"chart{notes.suffix}")]) == 0
+    assert main(["compare", str(baseline), str(run), "--chart", str(tmp_path / f"chart{notes.suffix}")]) == 0
+
+
 # ---------------------------------------------------------------- tracebacks
 
 
@@ -188,7 +204,15 @@ def test_power_of_a_worsening_too_small_to_detect_says_so(tmp_path, capsys) -> N
 def test_a_baseline_name_past_the_limit_is_a_usage_error(pytester) -> None:
     line = argument_error(pytester, "--pricer-baseline-name", "a" * 300)
     assert line.endswith(f"--pricer-baseline-name: {'a' * 20!r}... is 300 characters; a baselines folder name has at "
-                         "most 100")
+                         "most 255")
+
+
+@pytest.mark.parametrize("option", ["--pricer-model", "--pricer-endpoint-model"])
+def test_a_model_name_too_long_for_a_folder_is_a_usage_error_naming_the_fix(pytester, option) -> None:
+    served = ("--pricer-endpoint", "http://127.0.0.1:9/v1") if option == "--pricer-endpoint-model" else ()
+    line = usage_error(pytester, option, f"owner/{'m' * 300}", *served)
+    assert line.startswith(f"ERROR: the baselines folder name {'m' * 20!r}..., made from the model's name, is ")
+    assert line.endswith("characters; a file name holds at most 255: name the folder with --pricer-baseline-name")
 
 
 @pytest.mark.parametrize("guess, shown", [(float("nan"), "field 'anchor.items[1].guess' is nan, not a number"),

@@ -286,8 +286,8 @@ def hardware_class(option: str) -> Callable[[str], str]:
     return parse
 
 
-# A folder name, well inside every file system's limit on one name (255 bytes on most, 143 under eCryptfs).
-NAME_LIMIT = 100
+# The longest file name most file systems hold (bytes; names here are ASCII): a baselines folder's name.
+NAME_LIMIT = 255
 
 
 def baseline_name(option: str) -> Callable[[str], str]:
