@@ -365,8 +365,8 @@ def not_a_file(path: Path) -> str | None:
     end), else None."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:
-        return None  # missing or unreadable: the read names it
+    except OSError as exc:  # missing or unreadable: the read names it; a loop of links never ends in a file
+        return f"{kind(path)}, not a file to read" if exc.errno == errno.ELOOP else None
     return None if stat.S_ISREG(mode) else f"{kind(path)}, not a file to read"
 
 

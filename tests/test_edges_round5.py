@@ -227,6 +227,16 @@ def test_compare_names_a_hand_edited_anchor_guess(tmp_path, capsys, guess, shown
     assert line.startswith(f"pricer: error: {baseline}: {shown}")
 
 
+def test_the_gate_names_a_hand_edited_anchor_instead_of_a_traceback(tmp_path) -> None:
+    session = EvalSession(EvalSettings(data=DataSpec(source=str(data_folder(tmp_path)), n=4), predictor="constant"),
+                          root=tmp_path)
+    baseline = anchored(session.home.path("constant"))
+    resealed(baseline, lambda body: body["anchor"]["items"][1].update(guess=float("nan")))
+
+    with pytest.raises(BaselineError, match=rf"^{baseline}: field 'anchor.items\[1\].guess' is nan, not a number"):
+        session.gates.check("constant")
+
+
 # ---------------------------------------------------------------- anchors read as strictly as baselines
 
 
@@ -261,6 +271,30 @@ def test_every_stored_field_is_checked_naming_the_file_and_field(tmp_path, where
 def test_an_anchor_with_a_null_commit_as_made_outside_git_is_read(tmp_path) -> None:
     path = resealed(anchored(tmp_path / "32bit.json"), lambda body: body["anchor"].update(commit=None))
     assert read_baseline(path).anchor.commit is None
+
+
+@pytest.mark.parametrize("field, value, shown", [("error", float("nan"), "nan is not a number"),
+                                                  ("hits", float("inf"), "inf is not a number"),
+                                                  ("n", -3, "-3 is not a count"),
+                                                  ("item_errors", [1.0, float("nan")], "must be lists of numbers")])
+def test_an_accuracy_history_line_with_an_impossible_number_is_named(tmp_path, capsys, monkeypatch, field, value,
+                                                                     shown) -> None:
+    from pricer.history.accuracy_history import accuracy_entry
+
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    monkeypatch.chdir(tmp_path)
+    baseline = read_baseline(stored(tmp_path / "32bit.json"))
+    run = score_run("m", [Item(index=b.index, prompt="", price=b.truth, title=b.title) for b in baseline.items],
+                    [Prediction(guess=b.guess, completion=None) for b in baseline.items])
+    line = accuracy_entry(model="m", width="32bit", run=run, fingerprint=baseline.fingerprint, passed=True,
+                          commit={"commit": None}, machine={"cpu": "c", "node": "n"}, date="2026-01-01T00:00:00Z")
+    entry = line.to_dict()
+    entry[field] = value
+    (tmp_path / "h.jsonl").write_text(json.dumps(entry) + "\n")
+
+    error = refused(["history", "--accuracy-history", "h.jsonl", "--no-chart"], capsys)
+
+    assert error.startswith("pricer: error: h.jsonl:1: field") and shown in error
 
 
 # ---------------------------------------------------------------- silent: the ini's lists, charts nobody sees
@@ -384,3 +418,20 @@ def test_a_folder_option_through_a_loop_of_links_is_a_usage_error(pytester, opti
 
     assert line.endswith(f"{option}: '{pytester.path / 'a' / 'runs'}' is inside {pytester.path / 'a'}, which is a "
                          "loop of symbolic links, not a folder")
+
+
+@pytest.mark.parametrize("command", [["compare", "{loop}", "{run}"], ["compare", "{run}", "{loop}"], ["power", "{loop}"],
+                                     ["ladder", "{loop}"], ["history", "--accuracy-history", "{loop}", "--no-chart"],
+                                     ["history", "--benchmark-storage", "{loop}", "--no-chart"]],
+                         ids=["compare-baseline", "compare-run", "power", "ladder", "accuracy-history", "benchmarks"])
+def test_a_command_given_a_loop_of_links_names_the_loop(tmp_path, capsys, monkeypatch, command) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    run = stored(tmp_path / "run.json")
+
+    line = refused([arg.format(loop=tmp_path / "a", run=run) for arg in command], capsys)
+
+    assert line.startswith(f"pricer: error: {tmp_path / 'a'}: a loop of symbolic links")
+

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pricer.errors import HistoryError
-from pricer.files import utc_date
+from pricer.files import kind, utc_date
 from pricer.store.machines import Machine, machine_of
 
 DEFAULT_STORAGE = Path(".benchmarks")  # pytest-benchmark's default --benchmark-storage
@@ -55,6 +55,8 @@ def storage_path(storage: str | Path) -> Path:
 def read_benchmarks(storage: str | Path) -> list[BenchPoint]:
     """Every benchmark of every run saved in `storage` (`<storage>/<machine id>/<NNNN>_<commit>_<date>.json`)."""
     folder = storage_path(storage)
+    if folder.is_symlink() and not folder.exists():  # a loop of links, or a link to a folder gone
+        raise HistoryError(f"{folder}: {kind(folder)}, not a folder of pytest-benchmark runs")
     if not folder.is_dir():
         raise HistoryError(f"{folder}: no pytest-benchmark storage here; save runs with "
                            "`pytest -m benchmark --benchmark-autosave` or pass --benchmark-storage DIR")
