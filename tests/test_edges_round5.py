@@ -435,3 +435,18 @@ def test_a_command_given_a_loop_of_links_names_the_loop(tmp_path, capsys, monkey
 
     assert line.startswith(f"pricer: error: {tmp_path / 'a'}: a loop of symbolic links")
 
+
+
+def test_an_error_pricer_raises_inside_an_eval_test_is_its_one_line_not_a_traceback(pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    data_folder(pytester.path)
+    pytester.makepyfile(test_items="import pytest\n\npytestmark = pytest.mark.eval\n\n\n"
+                                   "def test_items(pricer_session):\n    assert pricer_session.items\n")
+
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant",
+                                          "--pricer-data=pricer-data", "--pricer-split", "nope")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["_* test_items *_", "pricer-data: unknown split 'nope'; it has test, train",
+                                 "=* short test summary info =*"])
+    assert "raise DataError" not in result.stdout.str()
