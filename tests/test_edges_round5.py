@@ -119,6 +119,19 @@ def test_save_run_of_several_widths_writes_none_when_one_would_replace_a_foreign
     assert (tmp_path / "run-8bit.json").read_text() == "notes a person keeps\n"
 
 
+def test_save_run_of_several_widths_refuses_a_foreign_file_before_any_model_runs(tmp_path, capsys, monkeypatch) -> None:
+    import pricer.cli.run_commands
+
+    monkeypatch.setattr(pricer.cli.run_commands, "_run_llm", lambda *a: pytest.fail("a model ran"))
+    (tmp_path / "run-8bit.json").write_text("notes a person keeps\n")
+
+    line = refused(["eval", "--model", "default", "--bits", "4,8", "--data", str(data_folder(tmp_path)), "--n", "4",
+                    "--no-charts", "--save-run", str(tmp_path / "run.json")], capsys)
+
+    assert line.endswith(f"--save-run: {tmp_path / 'run-8bit.json'}: an existing file that is not a run pricer stored; "
+                         "a run replaces only a run: name a new file, or remove this one first")
+
+
 def test_saved_runs_never_replace_a_foreign_file_where_a_run_goes(baselined, data_dir) -> None:
     foreign = baselined.path / "runs" / "constant" / "classic.json"
     foreign.parent.mkdir(parents=True)

@@ -40,6 +40,8 @@ def run_eval(args: argparse.Namespace) -> int:
         results = _run_served(args, given, items)
     else:
         widths = args.bits or OPTION["bits"].default_in(CLI)
+        if args.save_run:  # before the models run: a run that could not be saved would be lost
+            _refuse_foreign(args.save_run, [f"{bits}bit" for bits in widths])
         runs = [_run_llm(args, bits, items) for bits in widths]
         results = [run for run, _ in runs]
         fields = [{**found, "width": f"{bits}bit"} for (_, found), bits in zip(runs, widths)]
@@ -76,18 +78,26 @@ def _run_llm(args: argparse.Namespace, bits: int, items) -> tuple[RunResult, dic
 
 def _save_runs(path: Path, results: Sequence[RunResult], fields: Sequence[Mapping[str, Any]]) -> None:
     """Each run in the baseline format, as pytest --pricer-save-runs stores it; several go to PATH-<width>.json."""
-    from pricer.store.baselines import foreign_file, write_run
+    from pricer.store.baselines import write_run
     from pricer.store.fingerprint import split_fields
 
-    widths = [flat.get("width") for flat in fields]
-    targets = [path if len(results) == 1 else path.with_name(f"{path.stem}-{width}{path.suffix}") for width in widths]
-    foreign = [f"{target}: {problem}" for target in targets if (problem := foreign_file(target))]
-    if foreign:  # before any is written: all of them are stored, or none
-        raise OptionError(f"--save-run: {'; '.join(foreign)}")
+    targets = _refuse_foreign(path, [flat.get("width") for flat in fields])  # all of them are stored, or none
     for result, flat, target in zip(results, fields, targets):
         write_run(target, run=result, fingerprint=split_fields({k: v for k, v in flat.items() if k != "width"}),
                   reason="run saved by pricer eval --save-run", previous=None)
         print(f"run saved to {target}")
+
+
+def _refuse_foreign(path: Path, widths: Sequence[str | None]) -> list[Path]:
+    """Where each width's run is saved (PATH itself for one, PATH-<width>.json for several); OptionError naming every
+    one that is an existing file other than a run pricer stored."""
+    from pricer.store.baselines import foreign_file
+
+    targets = [path if len(widths) == 1 else path.with_name(f"{path.stem}-{width}{path.suffix}") for width in widths]
+    foreign = [f"{target}: {problem}" for target in targets if (problem := foreign_file(target))]
+    if foreign:
+        raise OptionError(f"--save-run: {'; '.join(foreign)}")
+    return targets
 
 
 def _run_served(args: argparse.Namespace, given: Mapping[str, Any], items) -> list[RunResult]:
