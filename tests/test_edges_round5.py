@@ -132,6 +132,30 @@ def test_save_run_of_several_widths_refuses_a_foreign_file_before_any_model_runs
                          "a run replaces only a run: name a new file, or remove this one first")
 
 
+def test_save_run_of_a_served_model_is_stored_with_its_servers_fields(tmp_path, capsys, monkeypatch) -> None:
+    import pricer.engines.endpoint.predictor
+
+    class Served:  # a server's answers without a server: what `pricer eval --endpoint` asks, and what it says it is
+        def __init__(self, config, *, width: str) -> None:
+            self.name, self.width = f"served {width}", width
+
+        def predict(self, items):
+            return [Prediction(guess=item.price + 5, completion=str(item.price + 5)) for item in items]
+
+        def fields(self) -> dict:
+            return {"predictor": "llm", "engine": "endpoint", "bits": int(self.width.removesuffix("bit"))}
+
+    monkeypatch.setattr(pricer.engines.endpoint.predictor, "EndpointPredictor", Served)
+    run = tmp_path / "run.json"
+
+    code = main(["eval", "--endpoint", "http://127.0.0.1:9/v1", "--data", str(data_folder(tmp_path)), "--n", "4",
+                 "--no-charts", "--quiet", "--save-run", str(run)])
+
+    assert code == 0, capsys.readouterr().err
+    assert read_baseline(run).fingerprint.decisive["bits"] == 32
+    assert read_baseline(run).fingerprint.context["engine"] == "endpoint"
+
+
 def test_saved_runs_never_replace_a_foreign_file_where_a_run_goes(baselined, data_dir) -> None:
     foreign = baselined.path / "runs" / "constant" / "classic.json"
     foreign.parent.mkdir(parents=True)

@@ -37,7 +37,7 @@ def run_eval(args: argparse.Namespace) -> int:
         fields = [{"predictor": args.predictor, "train_sha256": items_digest(train)}]
         _show(results[0], args)
     elif args.endpoint:
-        results = _run_served(args, given, items)
+        results, fields = _run_served(args, given, items)
     else:
         widths = args.bits or OPTION["bits"].default_in(CLI)
         if args.save_run:  # before the models run: a run that could not be saved would be lost
@@ -100,8 +100,9 @@ def _refuse_foreign(path: Path, widths: Sequence[str | None]) -> list[Path]:
     return targets
 
 
-def _run_served(args: argparse.Namespace, given: Mapping[str, Any], items) -> list[RunResult]:
-    """Each width's served model, asked over HTTP (pricer.engines.endpoint)."""
+def _run_served(args: argparse.Namespace, given: Mapping[str, Any],
+                items) -> tuple[list[RunResult], list[dict[str, Any]]]:
+    """Each width's served model, asked over HTTP (pricer.engines.endpoint): its run and its fingerprint's fields."""
     from pricer.engines.endpoint.config import endpoint_config
     from pricer.engines.endpoint.predictor import EndpointPredictor
 
@@ -109,10 +110,12 @@ def _run_served(args: argparse.Namespace, given: Mapping[str, Any], items) -> li
         config = endpoint_config(vars(args), deterministic=False, given=given, flag=lambda name: OPTION[name].cli)
     except argparse.ArgumentTypeError as exc:
         raise OptionError(str(exc)) from None
-    results = [evaluate(EndpointPredictor(config, width=width), items) for width, _ in config.urls]
+    predictors = [EndpointPredictor(config, width=width) for width, _ in config.urls]
+    results = [evaluate(predictor, items) for predictor in predictors]
     for result in results:
         _show(result, args)
-    return results
+    # After the run: the fields name what the server said it serves. The width names the file of several.
+    return results, [{**p.fields(), "width": width} for p, (width, _) in zip(predictors, config.urls)]
 
 
 def _show(result: RunResult, args: argparse.Namespace) -> None:
