@@ -126,7 +126,7 @@ class Target:
 
 # A file descriptor seen as a path: /dev/stdout redirected to a log file resolves to that file, which must get the
 # output appended, not be replaced by it.
-_FD_ALIAS = re.compile(r"^/(?:dev/(?:stdout|stderr|fd/\d+)|proc/[^/]+/fd/\d+)$")
+_FD_ALIAS = re.compile(r"^/(?:dev/(?:stdout|stderr|fd/\d+)|proc/[^/]+/fd/\d+)\Z")
 
 
 def output_target(path: Path) -> Target:
@@ -161,6 +161,8 @@ def _refusal(path: Path) -> str | None:
             return f"inside {blocking}, which is {kind(blocking)}, not a folder"
         return None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{kind(path)}; pricer writes through no such link"
         return f"cannot be checked ({exc.strerror or exc})"
     if stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
         return None
@@ -174,6 +176,8 @@ def kind(path: Path) -> str:
     except FileNotFoundError:
         return f"a dangling link to {os.readlink(path)}" if os.path.islink(path) else "missing"
     except OSError as exc:
+        if exc.errno == errno.ELOOP:  # links that lead to each other, never to a file
+            return "a loop of symbolic links"
         return f"unreadable ({exc.strerror or exc})"
     for test, words in _KINDS:
         if test(mode):
@@ -322,6 +326,16 @@ def today() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def utc_date(text: str, *, where: str, error: type[PricerError] = PricerError) -> dt.datetime:
+    """An ISO 8601 date (as `today` writes) as an aware UTC datetime (no zone: UTC); a bad one raises `error` naming
+    `where`."""
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise error(f"{where}: {text!r} is not an ISO 8601 date") from None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+
+
 def dumps_json(obj: Any) -> str:
     """Deterministic JSON: sorted keys, two-space indent, rounded floats, trailing newline."""
     return json.dumps(_rounded(obj), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
@@ -351,8 +365,8 @@ def not_a_file(path: Path) -> str | None:
     end), else None."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:
-        return None  # missing or unreadable: the read names it
+    except OSError as exc:  # missing or unreadable: the read names it; a loop of links never ends in a file
+        return f"{kind(path)}, not a file to read" if exc.errno == errno.ELOOP else None
     return None if stat.S_ISREG(mode) else f"{kind(path)}, not a file to read"
 
 

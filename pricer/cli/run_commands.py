@@ -37,9 +37,11 @@ def run_eval(args: argparse.Namespace) -> int:
         fields = [{"predictor": args.predictor, "train_sha256": items_digest(train)}]
         _show(results[0], args)
     elif args.endpoint:
-        results = _run_served(args, given, items)
+        results, fields = _run_served(args, given, items)
     else:
         widths = args.bits or OPTION["bits"].default_in(CLI)
+        if args.save_run:  # before the models run: a run that could not be saved would be lost
+            _refuse_foreign(args.save_run, [f"{bits}bit" for bits in widths])
         runs = [_run_llm(args, bits, items) for bits in widths]
         results = [run for run, _ in runs]
         fields = [{**found, "width": f"{bits}bit"} for (_, found), bits in zip(runs, widths)]
@@ -76,19 +78,31 @@ def _run_llm(args: argparse.Namespace, bits: int, items) -> tuple[RunResult, dic
 
 def _save_runs(path: Path, results: Sequence[RunResult], fields: Sequence[Mapping[str, Any]]) -> None:
     """Each run in the baseline format, as pytest --pricer-save-runs stores it; several go to PATH-<width>.json."""
-    from pricer.store.baselines import write_baseline
+    from pricer.store.baselines import write_run
     from pricer.store.fingerprint import split_fields
 
-    for result, flat in zip(results, fields):
-        width = flat.pop("width", None)
-        target = path if len(results) == 1 else path.with_name(f"{path.stem}-{width}{path.suffix}")
-        write_baseline(target, run=result, fingerprint=split_fields(flat), reason="run saved by pricer eval --save-run",
-                       previous=None)
+    targets = _refuse_foreign(path, [flat.get("width") for flat in fields])  # all of them are stored, or none
+    for result, flat, target in zip(results, fields, targets):
+        write_run(target, run=result, fingerprint=split_fields({k: v for k, v in flat.items() if k != "width"}),
+                  reason="run saved by pricer eval --save-run", previous=None)
         print(f"run saved to {target}")
 
 
-def _run_served(args: argparse.Namespace, given: Mapping[str, Any], items) -> list[RunResult]:
-    """Each width's served model, asked over HTTP (pricer.engines.endpoint)."""
+def _refuse_foreign(path: Path, widths: Sequence[str | None]) -> list[Path]:
+    """Where each width's run is saved (PATH itself for one, PATH-<width>.json for several); OptionError naming every
+    one that is an existing file other than a run pricer stored."""
+    from pricer.store.baselines import foreign_file
+
+    targets = [path if len(widths) == 1 else path.with_name(f"{path.stem}-{width}{path.suffix}") for width in widths]
+    foreign = [f"{target}: {problem}" for target in targets if (problem := foreign_file(target))]
+    if foreign:
+        raise OptionError(f"--save-run: {'; '.join(foreign)}")
+    return targets
+
+
+def _run_served(args: argparse.Namespace, given: Mapping[str, Any],
+                items) -> tuple[list[RunResult], list[dict[str, Any]]]:
+    """Each width's served model, asked over HTTP (pricer.engines.endpoint): its run and its fingerprint's fields."""
     from pricer.engines.endpoint.config import endpoint_config
     from pricer.engines.endpoint.predictor import EndpointPredictor
 
@@ -96,10 +110,12 @@ def _run_served(args: argparse.Namespace, given: Mapping[str, Any], items) -> li
         config = endpoint_config(vars(args), deterministic=False, given=given, flag=lambda name: OPTION[name].cli)
     except argparse.ArgumentTypeError as exc:
         raise OptionError(str(exc)) from None
-    results = [evaluate(EndpointPredictor(config, width=width), items) for width, _ in config.urls]
+    predictors = [EndpointPredictor(config, width=width) for width, _ in config.urls]
+    results = [evaluate(predictor, items) for predictor in predictors]
     for result in results:
         _show(result, args)
-    return results
+    # After the run: the fields name what the server said it serves. The width names the file of several.
+    return results, [{**p.fields(), "width": width} for p, (width, _) in zip(predictors, config.urls)]
 
 
 def _show(result: RunResult, args: argparse.Namespace) -> None:

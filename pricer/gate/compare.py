@@ -144,6 +144,11 @@ def accept_run(baseline_path: Path, run_path: Path, *, reason: str, config: Gate
                         "the run in the baseline format (pytest --pricer-save-runs DIR, pricer eval --save-run PATH)")
     run = read_baseline(run_path)
     judged = compare_run(previous, read_run(run_path), config, intervals=False).verdict
+    width = next((c for c in judged.not_comparable if c.field == "bits"), None)
+    if width is not None:  # other items may replace a baseline (a new n); another width's run belongs in its own file
+        raise BaselineError(f"{previous.path}: not replaced: {run_path} is not comparable with it, a run of another "
+                            f"width (bits: baseline {width.baseline!r}, now {width.now!r}); accept it onto that "
+                            "width's baseline")
     if judged.worse and not trade_off.strip():
         command = accept_advice(previous.path, Path(run_path), worse=True, reason=reason)
         raise BaselineError(f"{previous.path}: not replaced: {run_path} is WORSE than it:\n{judged.message()}\n"

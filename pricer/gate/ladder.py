@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pricer.engines.evaluate import RunResult
 from pricer.engines.widths import ORDER, REFERENCE
+from pricer.files import kind
 from pricer.gate.verdict import ALPHA, PairedDelta, paired_delta
 from pricer.store.fingerprint import Fingerprint
 
@@ -130,8 +131,8 @@ def read_saved_runs(paths: Sequence[Path]) -> dict[str, SavedRun]:
             files += sorted(path.rglob("*.json"))
         elif path.is_file():
             files.append(path)
-        else:
-            raise OptionError(f"{path}: no such file or folder")
+        else:  # missing, or a link that leads nowhere (a loop, a file gone): say which
+            raise OptionError(f"{path}: {'no such file or folder' if (what := kind(path)) == 'missing' else what}")
     if not files:
         raise OptionError(f"no stored runs (*.json) under {', '.join(map(str, paths))}; save them with "
                           "`pytest -m eval --pricer-save-runs DIR`")

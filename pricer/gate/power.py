@@ -29,24 +29,46 @@ def needs(baseline: Baseline, config: GateConfig, *, worse: float) -> list[Need]
     n = len(baseline.items)
     found = []
     for measure, seen in zip(course_measures(baseline.items, baseline.items, config), detectable(baseline, config)):
+        seen_text = seen.text if math.isfinite(seen.amount) else "unknown"
         level = math.fsum(measure.before) / n
         if seen.share is not None:  # a continuous measure
             target = worse * level
             tolerance = measure.tolerance / level if level else math.inf
             if worse <= tolerance:
-                found.append(Need(measure=measure.name, detectable=seen.text, target=f"{worse:.0%}", items=None,
+                found.append(Need(measure=measure.name, detectable=seen_text, target=f"{worse:.0%}", items=None,
                                   note=f"within its tolerance ({tolerance:.0%}): passes at any n"))
                 continue
             # The normal rule of thumb flatters tiny samples; below SMALL_N the gate itself warns it is too coarse.
-            items = max(SMALL_N, math.ceil(n * (seen.amount / target) ** 2))
-            found.append(Need(measure=measure.name, detectable=seen.text,
-                              target=f"{worse:.0%} ({measure.amount(target)})", items=items))
+            items = _scaled(n, seen.amount, target, power=2)
+            found.append(Need(measure=measure.name, detectable=seen_text,
+                              target=f"{worse:.0%} ({measure.amount(target)})",
+                              items=None if items is None else max(SMALL_N, items), note=_unknown(items, n)))
         else:  # k items all moving one way: amount = k / n
             target = measure.tolerance
-            items = math.ceil(seen.amount * n / target) if target else None
-            found.append(Need(measure=measure.name, detectable=seen.text,
-                              target=f"{measure.amount(target, signed=False)} (its tolerance)", items=items, asked=False))
+            items = _scaled(n, seen.amount, target, power=1) if target else None
+            found.append(Need(measure=measure.name, detectable=seen_text,
+                              target=f"{measure.amount(target, signed=False)} (its tolerance)", items=items,
+                              note=_unknown(items, n) if target else "", asked=False))
     return found
+
+
+def _scaled(n: int, amount: float, target: float, *, power: int) -> int | None:
+    """n * (amount / target) ** power items, or None where that is no number (a single item's spread is unknown, so
+    what it detects is infinite; a target so small the count overflows)."""
+    try:
+        items = n * (amount / target) ** power
+    except (OverflowError, ZeroDivisionError):
+        return None
+    return math.ceil(items) if math.isfinite(items) else None
+
+
+def _unknown(items: int | None, n: int) -> str:
+    """Why no count of items is given, when none is."""
+    if items is not None:
+        return ""
+    if n < 2:
+        return f"unknown: {n} item has no spread to scale from; store a baseline of at least {SMALL_N} items"
+    return "more than any data set holds: the worsening asked about is too small to detect"
 
 
 def within(baseline: Baseline, config: GateConfig, *, items: int) -> str:
@@ -83,7 +105,7 @@ def power_lines(baseline: Baseline, config: GateConfig, *, worse: float,
              need.note or (f"{need.items:,}" + (" (have enough)" if need.items <= n else ""))]
             for need in needs(baseline, config, worse=worse)]
     tail = [] if split is None else [split_line(baseline, config, worse=worse, split=split)]
-    return [f"{baseline.path}: {n} items, Error ${baseline.metrics['error']:,.2f}",
+    return [f"{baseline.path}: {n} item{'' if n == 1 else 's'}, Error ${baseline.metrics['error']:,.2f}",
             format_table(["measure", f"detectable at n={n}", "to detect", "items needed"], rows),
             "detectable: the smallest worsening the gate finds 80% of the time (after Holm's correction); a change "
             "must also pass its tolerance to fail. Items needed scale from the same rule (Error and log error as "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,10 @@ class AccuracyEntry:
 
         def get(name: str, kinds: tuple[type, ...], *, optional: bool = False) -> Any:
             value = raw.get(name)
+            no_count = name == "n" and type(value) is int and value < 1
+            if no_count or isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity: not JSON's own
+                raise HistoryError(f"{where}: field {name!r}: {value!r} is not a {'count' if no_count else 'number'}"
+                                   "; the line was hand-edited or damaged: restore it from version control or delete it")
             if (value is None and optional) or (isinstance(value, kinds) and not isinstance(value, bool)) or (
                     bool in kinds and isinstance(value, bool)):
                 return value
@@ -79,7 +84,8 @@ class AccuracyEntry:
                                "is this the right file? (--pricer-history / --accuracy-history)")
         ci, item_errors = get("error_ci", (list,)), get("item_errors", (list,))
         numbers = [*ci, *item_errors]
-        if len(ci) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        if len(ci) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                   for v in numbers):
             raise HistoryError(f"{where}: fields 'error_ci' and 'item_errors' must be lists of numbers (2 for the CI)")
         machine, inputs = get("machine", (dict,)), get("inputs", (dict,))
         entry = cls(date=get("date", (str,)), model=get("model", (str,)), width=get("width", (str,)),

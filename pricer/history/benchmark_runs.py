@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pricer.errors import HistoryError
+from pricer.files import kind, utc_date
 from pricer.store.machines import Machine, machine_of
 
 DEFAULT_STORAGE = Path(".benchmarks")  # pytest-benchmark's default --benchmark-storage
@@ -54,6 +55,8 @@ def storage_path(storage: str | Path) -> Path:
 def read_benchmarks(storage: str | Path) -> list[BenchPoint]:
     """Every benchmark of every run saved in `storage` (`<storage>/<machine id>/<NNNN>_<commit>_<date>.json`)."""
     folder = storage_path(storage)
+    if folder.is_symlink() and not folder.exists():  # a loop of links, or a link to a folder gone
+        raise HistoryError(f"{folder}: {kind(folder)}, not a folder of pytest-benchmark runs")
     if not folder.is_dir():
         raise HistoryError(f"{folder}: no pytest-benchmark storage here; save runs with "
                            "`pytest -m benchmark --benchmark-autosave` or pass --benchmark-storage DIR")
@@ -108,12 +111,8 @@ def read_benchmark_run(file: Path, *, storage: Path | None = None) -> list[Bench
 
 
 def parse_utc(text: str, *, where: str) -> dt.datetime:
-    """An ISO 8601 date as an aware UTC datetime (no zone: UTC); a bad one fails naming `where`."""
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise HistoryError(f"{where}: {text!r} is not an ISO 8601 date") from None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+    """An ISO 8601 date as an aware UTC datetime; a bad one fails naming `where`, as a history error."""
+    return utc_date(text, where=where, error=HistoryError)
 
 
 def _number(value: Any, *, where: str) -> float:

@@ -16,15 +16,19 @@ NUMBER_PARSERS = {options.positive_int: 8, options.non_negative_float: 100, opti
 _TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
 
 
-def ini_text(option: Option, raw: Any, *, where: object) -> str | None:
+def ini_text(option: Option, raw: Any, *, where: object, inside: bool = False) -> str | None:
     """An ini key's value, as read from the file (TOML's own types in a .toml file), as the text its parser takes;
     None when unset. The one place ini values are typed: numbers for number keys, lists for list keys, text for all;
-    any other type, or an empty value, is refused naming the key, the type and an example."""
+    any other type, or an empty value, is refused naming the key, the type and an example. `inside`: an item of a
+    list, which is never a list itself."""
     key = option.ini
     if raw is None:
         return None
-    if isinstance(raw, list) and option.ini_list:
-        parts = [ini_text(option, part, where=where) for part in raw]
+    if isinstance(raw, list) and option.ini_list and not inside:
+        if not raw:
+            raise OptionError(f"{where}: ini {key} = [] is an empty list; give it values, e.g. {_ini_example(option)}, "
+                              "or remove the key to take the default")
+        parts = [ini_text(option, part, where=where, inside=True) for part in raw]  # a list in it is refused below
         return ",".join(part.strip() for part in parts if part is not None)
     numeric = option.ini_list or option.parse in NUMBER_PARSERS
     if isinstance(raw, (int, float)) and not isinstance(raw, bool) and numeric:

@@ -193,7 +193,14 @@ def folder(option: str) -> Callable[[str], Path]:
     """A folder to read or create: refused when it, or a folder above it, is a file."""
 
     def parse(value: str) -> Path:
+        from pricer.files import kind
+
         path = Path(value).expanduser()
+        # A link that leads nowhere (a loop, a folder gone) is neither read nor created through
+        broken = next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None)
+        if broken is not None:
+            where = "" if broken == path else f"inside {broken}, which is "
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is {where}{kind(broken)}, not a folder")
         blocking = _first_existing(path)
         if not blocking.is_dir():
             what = "is a file" if blocking == path else f"is inside {blocking}, which is a file"
@@ -224,13 +231,33 @@ def output_file(option: str) -> Callable[[str], Path]:
 def summary_file(option: str) -> Callable[[str], Path]:
     """A Markdown file to append to: as output_file, and refused when it exists and is another program's file."""
 
-    def parse(value: str) -> Path:
+    def problem(path: Path) -> str | None:
         from pricer.files import append_problem
 
+        return append_problem(path)
+
+    return _output_unless(option, problem)
+
+
+def run_file(option: str) -> Callable[[str], Path]:
+    """A file to store a run in: as output_file, and refused when it exists and is not a run pricer stored."""
+
+    def problem(path: Path) -> str | None:
+        from pricer.store.baselines import foreign_file
+
+        return foreign_file(path)
+
+    return _output_unless(option, problem)
+
+
+def _output_unless(option: str, problem: Callable[[Path], str | None]) -> Callable[[str], Path]:
+    """output_file, refusing a path `problem` finds something wrong with (it says what)."""
+
+    def parse(value: str) -> Path:
         path = output_file(option)(value)
-        problem = append_problem(path)
-        if problem:
-            raise argparse.ArgumentTypeError(f"{option}: {value!r} is {problem}")
+        found = problem(path)
+        if found:
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is {found}")
         return path
 
     return parse
@@ -273,6 +300,10 @@ def hardware_class(option: str) -> Callable[[str], str]:
     return parse
 
 
+# The longest file name most file systems hold (bytes; names here are ASCII): a baselines folder's name.
+NAME_LIMIT = 255
+
+
 def baseline_name(option: str) -> Callable[[str], str]:
     """A name for a model's baselines folder: letters, digits, '.', '_', '+' and '-', no path."""
 
@@ -283,6 +314,9 @@ def baseline_name(option: str) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(
                 f"{option}: {value!r} is not a baselines folder name: use letters, digits, '.', '_', '+' and '-', "
                 "starting with a letter or digit, e.g. 'price-model'")
+        if len(value) > NAME_LIMIT:
+            raise argparse.ArgumentTypeError(f"{option}: {value[:20]!r}... is {len(value)} characters; a baselines "
+                                             f"folder name has at most {NAME_LIMIT}")
         return value
 
     return parse
@@ -292,7 +326,8 @@ def git_ref(option: str) -> Callable[[str], str]:
     """A git revision as `git rev-parse` takes it (origin/main, a tag, a commit); git itself says whether it exists."""
 
     def parse(value: str) -> str:
-        if not value.strip() or value.startswith("-") or any(c.isspace() or c in "~^:?*[\\" for c in value):
+        # `~` and `^` are revision syntax (HEAD~1, main^); `:` would name a file in a tree, the rest no ref can hold
+        if not value.strip() or value.startswith("-") or any(c.isspace() or c in ":?*[\\" for c in value):
             raise argparse.ArgumentTypeError(f"{option}: {value!r} is not a git branch, tag or commit, e.g. origin/main")
         return value
 

@@ -190,7 +190,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="quiet", cli="--quiet", commands=("eval",), group="output",
            help="print only the title lines and the table"),
     Option(name="save_run", cli="--save-run", commands=("eval",), group="output", metavar="PATH",
-           parse=options.output_file, help="store the run in the baseline format, for `pricer compare BASELINE PATH` "
+           parse=options.run_file, help="store the run in the baseline format, for `pricer compare BASELINE PATH` "
            "and `pricer accept`; with several --bits, each width's run goes to PATH with -4bit... before its suffix"),
     Option(name="benchmark_storage", cli="--benchmark-storage", commands=("history",), metavar="DIR",
            shown=f"{DEFAULT_STORAGE}, if it exists", help="pytest-benchmark's storage folder (or file://DIR)"),

@@ -105,6 +105,8 @@ class Gate:
             moved_chart(path, items=baseline.items, guesses=[p.guess for p in self.session.run(self.width).predictions],
                         labelled=[w.index for w in verdict.worst], title=verdict.name)
         except (OSError, PricerError) as exc:  # the verdict stands without its picture
+            if self.charts is not None:  # asked for: a passing gate must not lose it in silence
+                self.session.problems.append(f"--pricer-charts: {self.width}: chart of {what} not drawn ({exc})")
             return None, f"\nchart of {what}: not drawn ({exc})"
         return path, f"\nchart of {what}: {path}"
 

@@ -99,7 +99,7 @@ def _settings(config: pytest.Config):  # -> pricer.plugin.session.EvalSettings
             raise pytest.UsageError(problem)
     _refuse_ignored(config, v)
     endpoint = _endpoint(config, v)
-    return EvalSettings(
+    settings = EvalSettings(
         data=DataSpec(source=resolve_source(v["data"]), split=v["split"], n=v["n"], template=v["template"]),
         model=v["model"], predictor=v["predictor"], bits=endpoint.widths if endpoint else v["bits"],
         adapter=v["adapter"], device=v["device"], endpoint=endpoint,
@@ -110,6 +110,11 @@ def _settings(config: pytest.Config):  # -> pricer.plugin.session.EvalSettings
         max_tax_share=v["max_tax"],
         rerun_args=_rerun_args(config.invocation_params.args),
     )
+    if len(settings.model_name) > options.NAME_LIMIT:  # derived from the model's (and adapter's) name: too long for a folder
+        raise pytest.UsageError(f"the baselines folder name {settings.model_name[:20]!r}..., made from the model's "
+                                f"name, is {len(settings.model_name)} characters; a file name holds at most "
+                                f"{options.NAME_LIMIT}: name the folder with --pricer-baseline-name")
+    return settings
 
 
 def _endpoint(config: pytest.Config, v: dict[str, Any]):  # -> pricer.engines.endpoint.EndpointConfig | None

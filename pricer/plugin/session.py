@@ -15,7 +15,7 @@ from pricer.gate.ladder import Tax, ladder
 from pricer.history.accuracy_history import accuracy_entry, append_accuracy
 from pricer.plugin.outcome import WidthGates
 from pricer.plugin.settings import EvalSettings
-from pricer.store.baselines import write_baseline
+from pricer.store.baselines import write_run
 from pricer.store.fingerprint import Fingerprint, llm_fields, split_fields
 from pricer.store.hardware import BaselineHome
 from pricer.store.machines import this_machine
@@ -55,6 +55,7 @@ class EvalSession:
         self._runs: dict[str, RunResult] = {}
         self._fingerprints: dict[str, Fingerprint] = {}
         self._ladder: tuple[tuple[str, ...], list[Tax]] | None = None
+        self.problems: list[str] = []  # outputs asked for that could not be written (charts), one line each
 
     @property
     def items(self) -> list[Item]:
@@ -95,8 +96,8 @@ class EvalSession:
         """Store the width's run under folder, where its baseline sits under the baselines folder, in the baseline
         format: `pricer ladder` reads the runs of CI jobs that gated one width each."""
         path = Path(folder) / self.home.path(width).relative_to(self.home.folder)
-        write_baseline(path, run=self.run(width), fingerprint=self.fingerprint(width),
-                       reason=f"run saved by --pricer-save-runs ({width})", previous=None)
+        write_run(path, run=self.run(width), fingerprint=self.fingerprint(width),
+                  reason=f"run saved by --pricer-save-runs ({width})", previous=None)
         return path
 
     def record_accuracy(self, path: Path, verdicts: Mapping[str, bool]) -> str:

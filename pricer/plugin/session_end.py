@@ -27,7 +27,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # under xdist no test gates the ladder: the controller does
     if not _append_summary(config):
         _output_broken(session)
-    for line in workers.output_problems(config):  # saved runs that could not be written, here or in a worker
+    # saved runs and charts that could not be written, here or in a worker
+    for line in workers.output_problems(config, config.stash.get(SESSION_KEY, None)):
         config.stash.setdefault(OUTPUT_NOTES_KEY, []).append(line)
         _output_broken(session)
     path = _option(config, "pricer_history")

@@ -174,7 +174,7 @@ class Relay:
         self.worker, self._session, self._verdicts, self.save_runs = worker, session, verdicts, save_runs
         self._summaries = {} if summaries is None else summaries  # width -> its Markdown block (--pricer-summary)
         self._sent_summaries: dict[str, str] = {}
-        self._outcomes = self._used = self._loads = 0
+        self._outcomes = self._used = self._loads = self._problems = 0
         self._runs: set[str] = set()
         self._sent_verdicts: set[str] = set()
         self.problems: list[str] = []  # outputs that could not be written, one line each
@@ -197,6 +197,8 @@ class Relay:
         problems = self._save(session, runs)
         if self.worker is None:
             return {}
+        problems += session.problems[self._problems:]  # a worker's charts that could not be drawn
+        self._problems = len(session.problems)
         payload: dict[str, Any] = {"problems": problems} if problems else {}
         if runs:
             payload["runs"] = {w: run_payload(session.run(w), session.fingerprint(w)) for w in runs}
@@ -353,12 +355,13 @@ def finish(config: pytest.Config, session: EvalSession) -> bool:
     return controller is not None and any(failed for _, failed in lines)
 
 
-def output_problems(config: pytest.Config) -> list[str]:
-    """Outputs this session could not write (saved runs), in this process or relayed by the workers."""
+def output_problems(config: pytest.Config, session: EvalSession | None) -> list[str]:
+    """Outputs this session could not write (saved runs, charts), in this process or relayed by the workers."""
     if worker_id(config) is not None:
         return []  # relayed to the controller, which reports them
     found = [config.pluginmanager.get_plugin(name) for name in ("pricer-relay", "pricer-controller")]
-    return [line for plugin in found if plugin is not None for line in plugin.problems]
+    return [line for plugin in found if plugin is not None for line in plugin.problems] + (
+        session.problems if session is not None else [])
 
 
 def summary_lines(config: pytest.Config) -> tuple[tuple[str, bool], ...]:

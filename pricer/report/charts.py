@@ -274,7 +274,31 @@ def _draw_scatter(axes, *, truths: Sequence[float], guesses: Sequence[float], co
 def _save(figure, path: Path, fmt: str) -> None:
     import matplotlib
 
+    _refuse_foreign(Path(path), fmt)
     buffer = io.BytesIO()
     with matplotlib.rc_context(_RC):
         figure.savefig(buffer, format=fmt, metadata=_QUIET_METADATA[fmt])
     atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+# How a file of each format begins: a chart replaces such a file (an earlier chart), never another one.
+_MAGIC = {"png": (b"\x89PNG",), "svg": (b"<?xml", b"<svg"), "pdf": (b"%PDF",)}
+
+
+def _refuse_foreign(path: Path, fmt: str) -> None:
+    """OutputError when `path` is an existing file that is not an image of the chart's format (notes.png holding text,
+    a data file given the chart's name by mistake): it is kept, not replaced."""
+    from pricer.errors import OutputError
+    from pricer.files import output_target
+
+    target = output_target(path)
+    if target.stream or not target.exists:
+        return
+    try:
+        with open(target.file, "rb") as handle:
+            head = handle.read(16).lstrip()
+    except OSError:
+        return  # the write names what is wrong
+    if head and not head.startswith(_MAGIC[fmt]):
+        raise OutputError(f"{path}: an existing file that is not a {fmt.upper()} image; a chart replaces only an "
+                          "image: name a new file, or remove this one first")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pricer.engines.evaluate import RunResult
-from pricer.errors import BaselineError, PricerError
-from pricer.files import dumps_json, json_object, read_json, read_text, today, write_json
+from pricer.errors import BaselineError, OutputError, PricerError
+from pricer.files import dumps_json, json_object, output_target, read_json, read_text, today, utc_date, write_json
 from pricer.store.fingerprint import Fingerprint, commit_info
 from pricer.task.metrics import Metrics
 
@@ -89,7 +91,12 @@ def baseline_path(root: Path, model: str, width: str, *, hardware_class: str | N
 
 
 def metrics_to_dict(metrics: Metrics) -> dict[str, Any]:
-    return {name: list(v) if isinstance(v := getattr(metrics, name), tuple) else v for name in METRIC_FIELDS}
+    """The stored metrics; one that is undefined for the run (r² of a single item) is stored as null."""
+    return {name: list(v) if isinstance(v := getattr(metrics, name), tuple) else _defined(v) for name in METRIC_FIELDS}
+
+
+def _defined(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _checksum(body: Mapping[str, Any]) -> str:
@@ -137,6 +144,36 @@ def write_baseline(
     write_json(path, {**body, "checksum": _checksum(body)})
 
 
+def write_run(path: Path, **baseline: Any) -> None:
+    """Store a run in the baseline format (pricer eval --save-run, pytest --pricer-save-runs): as `write_baseline`,
+    over nothing or over a run pricer stored, never over another program's file (a PNG, a pyproject.toml)."""
+    problem = foreign_file(path)
+    if problem:
+        raise OutputError(f"{path}: {problem}")
+    write_baseline(path, **baseline)
+
+
+def foreign_file(path: Path) -> str | None:
+    """Why a run must not be written over `path`, else None: an existing non-empty regular file that is not one
+    pricer stored in the baseline format (a JSON object with its format and checksum)."""
+    try:
+        target = output_target(path)
+    except OutputError:
+        return None  # not a file to replace: the write names what the path is
+    try:
+        if target.stream or not target.exists or os.path.getsize(target.file) == 0:
+            return None  # nothing to lose: a stream is written as it is, a new or empty file is ours to fill
+        with open(target.file, "rb") as handle:
+            head = handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+        raw = json.loads(read_text(target.file)) if head.startswith(b"{") else None
+    except (OSError, PricerError, ValueError):
+        raw = None  # unreadable, or not JSON: not a run we can tell is ours
+    if isinstance(raw, dict) and "format" in raw and "checksum" in raw:
+        return None
+    return ("an existing file that is not a run pricer stored; a run replaces only a run: name a new file, or "
+            "remove this one first")
+
+
 def _judged(verdict: str, trade_off: str) -> dict[str, str]:
     """The optional verdict and trade-off fields, stored only when set: files without them stay as they were."""
     return {k: v for k, v in (("verdict", verdict), ("trade_off", trade_off)) if v}
@@ -160,6 +197,7 @@ def read_baseline(path: Path, *, text: str | None = None, where: str | None = No
     if "format" not in raw and "guess" in raw:  # JSON Lines of one row
         raise BaselineError(f"{where}: {NOT_A_BASELINE}")
     stored_sum = raw.pop("checksum", None)
+    _refuse_non_finite(raw, where=where)  # before the checksum, which cannot be computed over them
     if raw.get("format") != FORMAT:
         raise BaselineError(f"{where}: format {raw.get('format')!r} is not {FORMAT}; regenerate it with --update-baselines")
     if stored_sum != _checksum(raw):
@@ -180,11 +218,11 @@ def read_baseline(path: Path, *, text: str | None = None, where: str | None = No
         fingerprint=Fingerprint.from_dict(_field(raw, "fingerprint", dict, where), where=where),
         metrics=metrics,
         items=items,
-        date=_field(raw, "date", str, where),
-        commit=raw.get("commit"),
+        date=_date(raw, where),
+        commit=_commit(raw, where),
         reason=_field(raw, "reason", str, where),
         history=tuple(
-            HistoryEntry(date=_field(h, "date", str, where), reason=_field(h, "reason", str, where),
+            HistoryEntry(date=_date(h, where), reason=_field(h, "reason", str, where),
                          metrics=_field(h, "metrics", dict, where), verdict=_optional(h, "verdict", where),
                          trade_off=_optional(h, "trade_off", where))
             for h in _field(raw, "history", list, where)
@@ -209,8 +247,34 @@ def _anchor(raw: Any, items: Sequence[BaselineItem], *, where: str) -> Anchor | 
     anchored = tuple(_item(row, where=f"{where}: items[{i}]") for i, row in enumerate(_field(raw, "items", list, where)))
     if [(a.index, a.truth) for a in anchored] != [(b.index, b.truth) for b in items]:
         raise BaselineError(f"{where}: its items are not the baseline's (index and truth, in order)")
-    return Anchor(name=_field(raw, "name", str, where), date=_field(raw, "date", str, where),
-                  commit=raw.get("commit"), reason=_field(raw, "reason", str, where), items=anchored)
+    return Anchor(name=_field(raw, "name", str, where), date=_date(raw, where),
+                  commit=_commit(raw, where), reason=_field(raw, "reason", str, where), items=anchored)
+
+
+def _date(raw: Mapping[str, Any], where: str) -> str:
+    """A stored date (of a baseline, an anchor, a history entry): ISO 8601 text, as `today` writes it."""
+    date = _field(raw, "date", str, where)
+    utc_date(date, where=f"{where}: field 'date'", error=BaselineError)
+    return date
+
+
+def _commit(raw: Mapping[str, Any], where: str) -> str | None:
+    """A stored commit: the git commit's id, or null outside a repository."""
+    commit = raw.get("commit")
+    if commit is not None and not (isinstance(commit, str) and commit.strip()):
+        raise BaselineError(f"{where}: field 'commit' must be a commit id or null, found {commit!r:.60}")
+    return commit
+
+
+def _refuse_non_finite(value: Any, *, where: str, field: str = "") -> None:
+    """NaN or Infinity anywhere in a stored file (JSON has neither; a hand edit or another writer put it there)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BaselineError(f"{where}: field {field!r} is {value!r}, not a number: the file was edited by hand or "
+                            "damaged; restore it from git or regenerate it with --update-baselines --pricer-reason '...'")
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        _refuse_non_finite(child, where=where, field=f"{field}[{key}]" if isinstance(key, int) else
+                           f"{field}.{key}" if field else str(key))
 
 
 def json_lines(path: Path) -> bool:
@@ -242,6 +306,10 @@ def _item(row: Any, *, where: str) -> BaselineItem:
     for name, kind in (("index", int), ("title", str), ("truth", number), ("guess", number), ("parsed", bool)):
         if not isinstance(row.get(name), kind) or (name != "parsed" and isinstance(row.get(name), bool)):
             raise BaselineError(f"{where}: field {name!r} is {row.get(name)!r}")
+    if not row["truth"] > 0:
+        raise BaselineError(f"{where}: field 'truth' is {row['truth']!r}, not a positive price")
+    if not row["guess"] >= 0:  # as the scores take it: an answer without a price is stored as a guess of 0
+        raise BaselineError(f"{where}: field 'guess' is {row['guess']!r}, not a price of 0 or more")
     if row.get("completion") is not None and not isinstance(row["completion"], str):
         raise BaselineError(f"{where}: field 'completion' is {row['completion']!r}")
     return BaselineItem(index=row["index"], title=row["title"], truth=float(row["truth"]), guess=float(row["guess"]),

@@ -65,7 +65,7 @@ def differences(baseline: Fingerprint, now: Fingerprint) -> tuple[list[FieldChan
     two fingerprints. A field one side lacks (recorded only by a later pricer, or only for one kind of predictor) is a
     change, not a mismatch; a file's hash a baseline from before the files were hashed lacks is neither."""
     lacking = unrecorded(baseline, now)
-    changes = [c for c in _diff(baseline.decisive, now.decisive) if c.field not in lacking]
+    changes = [c for c in _diff(_width(baseline.decisive), _width(now.decisive)) if c.field not in lacking]
     changes += _diff(baseline.context, now.context)
     refused = [c for c in changes if c.field in COMPARABLE and None not in (c.baseline, c.now)]
     return refused, [c for c in changes if c not in refused], lacking
@@ -83,6 +83,13 @@ def unrecorded_text(fields: tuple[str, ...]) -> str:
     """What a baseline made before the files were hashed lacks, and how to record them."""
     return (f"the baseline predates the hashes of {', '.join(fields)}: a change to them since it was made cannot "
             "be named; rewrite it with --update-baselines to record them")
+
+
+def _width(decisive: Mapping[str, Scalar]) -> Mapping[str, Scalar]:
+    """The fields with a classic predictor's width, "classic", where bits would be: a run of a loaded model's width
+    is not comparable with it (another width), not a change to judge (a missing field)."""
+    classic = "bits" not in decisive and decisive.get("predictor") not in (None, "llm")
+    return {**decisive, "bits": "classic"} if classic else decisive
 
 
 def _diff(a: Mapping[str, Scalar], b: Mapping[str, Scalar]) -> list[FieldChange]:

@@ -55,7 +55,10 @@ def _commit(top: Path, ref: str) -> str:
         return found.stdout.strip()
     shallow = _git(top, "rev-parse", "--is-shallow-repository", what="") == "true"
     remote, _, branch = ref.partition("/")
-    fetch = f"git fetch {remote} {branch}" if branch else f"git fetch origin {ref}"
+    if any(c in ref for c in "~^"):  # an ancestor: more of the history, not another ref, brings it
+        fetch = "git fetch --unshallow"
+    else:
+        fetch = f"git fetch {remote} {branch}" if branch else f"git fetch origin {ref}"
     why = (f"this clone is shallow and lacks it: fetch it ({fetch}), or clone with full history "
            "(actions/checkout: fetch-depth: 0)") if shallow else f"fetch it first ({fetch})"
     raise OptionError(f"{OPTION} {ref}: no such branch, tag or commit in {top}; {why}")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 # guesses at 4/8/16 bits; an AVX2-only CPU computing in fp32 changed the base 4-bit Error from $1,098.70 to
 # $264.48 against bf16 on an AVX512-BF16 CPU). Both are in a class's name; the batching policy a baseline was
 # made with is kept in the baseline itself and reproduced when gating.
-CLASS_PATTERN = re.compile(r"^(cpu|cuda)-(float32|bfloat16|float16)$")
+CLASS_PATTERN = re.compile(r"^(cpu|cuda)-(float32|bfloat16|float16)\Z")  # \Z: `$` also matches before a final newline
 
 
 def class_name(device: str, compute_dtype: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pricer.errors import DataError
+from pricer.files import kind
 from pricer.task.file_errors import check_utf8, refuse_wrapped_rows, unreadable
 from pricer.task.items import DATA_ENV, PRICE_COLUMN
 
@@ -35,6 +36,8 @@ def read_rows(source: str, split: str):  # -> tuple[datasets.Dataset, str]
         return _read_folder(path, split)
     if path.exists():
         raise DataError(f"{path}: not a file or a folder")
+    if (what := kind(path)) != "missing":  # a link that leads nowhere (a loop, a file gone), not a hub dataset's id
+        raise DataError(f"{path}: {what}, so no data is there")
     # A hub id is "name" or "owner/name"; anything else that does not exist is a mistyped path.
     if suffix in LOCAL_FORMATS or source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source:
         raise DataError(f"{source}: no such file or folder")
