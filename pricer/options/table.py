@@ -173,6 +173,10 @@ OPTIONS: tuple[Option, ...] = (
            help="append the gate's verdicts as Markdown to this file (relative to the ini file), e.g. "
            "\"$GITHUB_STEP_SUMMARY\": per width the measures, the items that moved most, the chart and the accepting "
            "command"),
+    Option(name="html", plugin="--pricer-html", metavar="PATH", parse=options.html_file, relative=True,
+           example="pricer-report.html", help="write the gate's report as one self-contained HTML file (relative to "
+           "the ini file) that opens offline: per width and comparison the verdict, the measures and what changed; "
+           "every item's prompt and both answers, sortable and filterable; interactive charts; the histories"),
     Option(name="charts", plugin="--pricer-charts", metavar="DIR", parse=options.folder, relative=True,
            shown=f"only failing widths', in {DEFAULT_CHARTS}", help="draw every width's chart of what moved "
            "(baseline guess against new guess per item) in DIR (relative to the ini file)"),
