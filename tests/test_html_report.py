@@ -1,0 +1,358 @@
+"""The gate's HTML report (--pricer-html, `pricer report`): one self-contained file per gate, opened in a real
+browser (Debian's chromium driven by Playwright; skipped with the reason where either is missing).
+
+Runs are synthetic baseline-format files (a planted WORSE run, a run with no baseline, a crossed-class run, a served
+run); the gate itself runs the constant predictor. No LLM is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pricer.cli.main import main
+from pricer.engines.evaluate import score_run
+from pricer.engines.predict import Prediction
+from pricer.report.html_page import MARKER
+from pricer.report.html_view import WidthView
+from pricer.store.baselines import write_baseline
+from pricer.store.fingerprint import Fingerprint
+from pricer.task.items import Item
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-gpu"]
+MODEL = "tiny-model"
+ABSURD_INDEX = 8  # the planted WORSE run's worst item: its guess is a million dollars
+PROMPT_CHARACTERS = 767  # the mean prompt of the real test items, so that sizes measured here are the real ones'
+
+
+def items(n: int) -> list[Item]:
+    rng = random.Random(0)
+    return [Item(index=i, price=round(rng.uniform(2, 900), 2), title=f"Item {i} <b>&</b> thing",
+                 prompt=f"How much does this cost?\n\nItem {i} " + "x" * (PROMPT_CHARACTERS - 40) + "\n\nPrice is $")
+            for i in range(1, n + 1)]
+
+
+def predictions(rows: list[Item], *, seed: int, worse: bool = False) -> list[Prediction]:
+    """Guesses within about 30% of the truth; `worse`: two items in five guessed five times too high, and one a
+    million dollars."""
+    rng = random.Random(seed)
+    found = []
+    for position, item in enumerate(rows):
+        guess = round(item.price * rng.uniform(0.7, 1.3), 2)
+        if worse and position % 5 < 2:
+            guess *= 5
+        if worse and item.index == ABSURD_INDEX:
+            guess = 1_000_000.0
+        found.append(Prediction(guess=guess, completion=f"{guess:.2f}", parsed=True))
+    return found
+
+
+def fingerprint(n: int, *, device: str = "cpu", dtype: str = "float32", **decisive) -> Fingerprint:
+    return Fingerprint(decisive={"predictor": "llm", "model": MODEL, "bits": 4, "n": n, "items_sha256": "i" * 8,
+                                 "prompts_sha256": "p" * 8, "prompt": "text column", **decisive},
+                       context={"device": device, "compute_dtype": dtype, "split": "test"})
+
+
+def store(path: Path, rows: list[Item], guesses: list[Prediction], fp: Fingerprint, *, reason: str = "test") -> Path:
+    write_baseline(path, run=score_run(MODEL, rows, guesses), fingerprint=fp, reason=reason, previous=None)
+    return path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Baselines and saved runs of 250 items: a WORSE 4bit run, an 8bit one with no baseline, a 16bit run made on
+    another hardware class, a served 32bit run whose server changed."""
+    root = tmp_path_factory.mktemp("project")
+    rows = items(250)
+    base, runs = root / "baselines" / MODEL, root / "runs" / MODEL
+    store(base / "cpu-float32" / "4bit.json", rows, predictions(rows, seed=1), fingerprint(250))
+    store(runs / "cpu-float32" / "4bit.json", rows, predictions(rows, seed=2, worse=True), fingerprint(250))
+    store(runs / "cpu-float32" / "8bit.json", rows, predictions(rows, seed=3), fingerprint(250, bits=8))
+    store(base / "cpu-float32" / "16bit.json", rows, predictions(rows, seed=1), fingerprint(250, bits=16))
+    store(root / "crossed" / MODEL / "cuda-bfloat16" / "16bit.json", rows, predictions(rows, seed=4),
+          fingerprint(250, bits=16, device="cuda", dtype="bfloat16"))
+    served = dict(engine="endpoint", bits=32, endpoint_url="http://127.0.0.1:8000/v1")
+    store(base / "cpu-float32" / "32bit.json", rows, predictions(rows, seed=1), fingerprint(250, **served))
+    store(root / "served" / MODEL / "cpu-float32" / "32bit.json", rows, predictions(rows, seed=1),
+          fingerprint(250, **served | {"endpoint_url": "http://10.0.0.2:8000/v1"}))
+    return root
+
+
+def report(project: Path, *args: str, out: str = "report.html") -> tuple[int, Path]:
+    path = project / out
+    code = main(["report", *args, "--baselines", str(project / "baselines"), "--out", str(path)])
+    return code, path
+
+
+def page_data(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    start = text.index('<script type="application/json" id="pricer-data">') + len(
+        '<script type="application/json" id="pricer-data">')
+    return json.loads(text[start:text.index("</script>", start)])
+
+
+# ---------------------------------------------------------------- the file
+
+
+def test_report_of_a_worse_run_fails_and_holds_every_item_offline(project, capsys):
+    code, path = report(project, str(project / "runs" / MODEL / "cpu-float32" / "4bit.json"))
+
+    assert code == 1
+    assert f"{MODEL}/cpu-float32/4bit: FAILED; against baseline: WORSE" in capsys.readouterr().out
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(MARKER)
+    # plotly.js inlined, no script fetched: the browser tests check that nothing at all is requested
+    assert re.findall(r"<script[^>]*>", text) == ["<script>", '<script type="application/json" id="pricer-data">',
+                                                  "<script>"]
+    data = page_data(path)
+    table = next(iter(data["tables"].values()))
+    assert len(data["items"][table["items"]]) == 250 and len(table["before"]) == 250
+    error = next(m for m in table["measures"] if m["name"] == "Error")
+    worst = max(range(250), key=lambda i: error["worse"][i])
+    assert data["items"][table["items"]][worst]["index"] == ABSURD_INDEX and table["absurd"] == [ABSURD_INDEX]
+
+
+def test_a_title_cannot_end_the_pages_script(tmp_path):
+    from pricer.report.html_page import render
+    from pricer.report.html_view import Answer, ItemView, Page
+
+    title = "</script><script>alert(1)</script><!--"
+    view = WidthView(width="4bit", name="run", passed=True, items=(
+        ItemView(index=1, title=title, truth=1.0, prompt=title, now=Answer(guess=1.0, completion=title, parsed=True)),))
+    text = render(Page(title="t", passed=True, widths=(view,)))
+
+    assert "alert(1)</script>" not in text and "<script><!--" not in text and text.count("</script>") == 3
+    assert page_data_text(text)["items"]["w0"][0]["title"] == title
+
+
+def page_data_text(text: str) -> dict:
+    start = text.index('id="pricer-data">') + len('id="pricer-data">')
+    return json.loads(text[start:text.index("</script>", start)])
+
+
+def test_a_width_view_survives_its_trip_from_an_xdist_worker(project):
+    from pricer.gate.compare import compare_run, read_run
+    from pricer.gate.report_views import items_of, width_view
+    from pricer.gate.verdict import GateConfig
+    from pricer.store.baselines import read_baseline
+
+    run_path = project / "runs" / MODEL / "cpu-float32" / "4bit.json"
+    baseline = read_baseline(project / "baselines" / MODEL / "cpu-float32" / "4bit.json")
+    verdict = compare_run(baseline, read_run(run_path), GateConfig(), intervals=False).verdict
+    view = width_view("4bit", verdict, items=items_of(None, items=read_baseline(run_path).items), baseline=baseline)
+
+    assert WidthView.from_dict(json.loads(json.dumps(view.to_dict()))) == view
+
+
+def test_report_refuses_to_replace_a_file_it_did_not_write(project, capsys):
+    foreign = project / "index.html"
+    foreign.write_text("<html>someone else's</html>\n", encoding="utf-8")
+
+    with pytest.raises(SystemExit):
+        report(project, str(project / "runs"), out="index.html")
+
+    assert "--out: " in capsys.readouterr().err
+    assert foreign.read_text(encoding="utf-8") == "<html>someone else's</html>\n"
+
+
+def test_report_replaces_its_own_file(project):
+    _, path = report(project, str(project / "runs" / MODEL / "cpu-float32" / "8bit.json"), out="again.html")
+    code, again = report(project, str(project / "runs" / MODEL / "cpu-float32" / "8bit.json"), out="again.html")
+
+    assert again == path and page_data(path)["items"]
+
+
+@pytest.mark.parametrize("n", [250, 2000])
+def test_report_size_stays_reasonable(n, tmp_path):
+    """The file sizes docs/ci.md states: plotly.js (4.6 MiB) plus about 2.5 KiB per item with its prompt."""
+    rows = items(n)
+    place = Path(MODEL, "cpu-float32", "4bit.json")
+    store(tmp_path / "baselines" / place, rows, predictions(rows, seed=1), fingerprint(n))
+    store(tmp_path / "runs" / place, rows, predictions(rows, seed=2, worse=True), fingerprint(n))
+    code = main(["report", str(tmp_path / "runs"), "--baselines", str(tmp_path / "baselines"),
+                 "--out", str(tmp_path / "r.html")])
+
+    size = (tmp_path / "r.html").stat().st_size
+    assert code == 1
+    assert size < {250: 6, 2000: 12}[n] * 2**20, size
+
+
+# ---------------------------------------------------------------- the gate's option
+
+
+@pytest.fixture
+def gated(pytester: pytest.Pytester, data_dir: Path) -> pytest.Pytester:
+    """A user's repo with the constant predictor's baseline on 50 items."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_price_gate="import pytest\n\npytestmark = pytest.mark.eval\n\n\n"
+                                        "def test_gate(pricer_gate):\n    pricer_gate.check()\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant",
+                                  "--pricer-n", "50", "--pricer-data", str(data_dir), "--update-baselines",
+                                  "--pricer-reason", "first")
+    return pytester
+
+
+def test_gate_writes_the_html_report_and_the_summary_links_it(gated, data_dir):
+    result = gated.runpytest_subprocess("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant",
+                                        "--pricer-n", "50", "--pricer-data", str(data_dir), "--pricer-html=gate.html",
+                                        "--pricer-summary=summary.md", "--pricer-history=history.jsonl")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"HTML report written to {gated.path / 'gate.html'} (*MiB)"])
+    assert "the HTML report `gate.html`" in (gated.path / "summary.md").read_text(encoding="utf-8")
+    data = page_data(gated.path / "gate.html")
+    assert all("Price is $" in row["prompt"] for row in data["items"]["w0"])  # the gate keeps the prompts
+    assert "h-constant" in data["figures"]  # this run's history entry, appended before the page was written
+
+
+def test_gate_refuses_an_html_path_it_did_not_write(gated, data_dir):
+    (gated.path / "index.html").write_text("<html></html>\n", encoding="utf-8")
+
+    result = gated.runpytest_subprocess("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant",
+                                        "--pricer-n", "50", "--pricer-data", str(data_dir), "--pricer-html=index.html")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--pricer-html: * is an existing file pricer did not write*"])
+
+
+# ---------------------------------------------------------------- in a real browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+    with playwright.sync_playwright() as driver:
+        found = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=BROWSER_ARGS)
+        yield found
+        found.close()
+
+
+class Opened:
+    """A report opened in a fresh context: its console errors and every request it made."""
+
+    def __init__(self, browser, path: Path) -> None:
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(path.as_uri())
+        self.page.wait_for_selector(".js-plotly-plot")
+
+    def first_cells(self, table: str, count: int = 3) -> list[str]:
+        return self.page.locator(f"{table} tbody tr.item td:first-child").all_inner_texts()[:count]
+
+
+@pytest.fixture
+def opened(browser) -> Iterator:
+    made = []
+
+    def open_(path: Path) -> Opened:
+        made.append(Opened(browser, path))
+        return made[-1]
+
+    yield open_
+    for o in made:
+        o.context.close()
+
+
+def test_browser_opens_the_report_without_errors_or_network(project, opened):
+    _, path = report(project, str(project / "runs"), out="all.html")
+
+    o = opened(path)
+
+    assert o.errors == []
+    assert o.requests == [path.as_uri()]
+
+
+def test_browser_sorting_and_a_filter_change_what_is_shown(project, opened):
+    _, path = report(project, str(project / "runs" / MODEL / "cpu-float32" / "4bit.json"), out="sort.html")
+    o = opened(path)
+    table = "details.comparison[data-comparison=baseline] .items"
+    first = o.first_cells(table)
+
+    o.page.locator(table).get_by_role("columnheader", name="truth", exact=True).click()
+    by_truth = o.first_cells(table)
+    o.page.locator(f"{table} select").select_option("absurd")
+    absurd = o.first_cells(table, count=300)
+
+    assert first == ["1", "2", "3"] and by_truth != first
+    assert absurd == [str(ABSURD_INDEX)]
+    assert o.page.locator(f"{table} .controls span").inner_text() == "1 of 250 items"
+    o.page.locator(f"{table} select").select_option("all")
+    o.page.locator(f"{table} input[type=search]").fill("item 42 ")
+    assert o.first_cells(table, count=300) == ["42"]
+    assert o.errors == []
+
+
+def test_browser_sorted_by_change_the_planted_runs_worst_item_comes_first(project, opened):
+    _, path = report(project, str(project / "runs" / MODEL / "cpu-float32" / "4bit.json"), out="worst.html")
+    o = opened(path)
+    table = "details.comparison[data-comparison=baseline] .items"
+
+    o.page.locator(table).get_by_role("columnheader", name="Error change", exact=True).click()
+
+    assert o.first_cells(table, count=1) == [str(ABSURD_INDEX)]
+    o.page.locator(f"{table} tbody tr.item").first.click()  # the prompt and both completions one click away
+    shown = o.page.locator(f"{table} tr.detail pre").all_inner_texts()
+    assert shown[0].startswith("(not stored") and shown[-1] == "1000000.00"
+
+
+def test_browser_hovering_a_point_names_its_item(project, opened):
+    _, path = report(project, str(project / "runs" / MODEL / "cpu-float32" / "4bit.json"), out="hover.html")
+    o = opened(path)
+    chart = o.page.locator("[data-figure$='-moved']").first
+    chart.scroll_into_view_if_needed()
+    # Where plotly drew the absurd item: its trace and point, in page pixels.
+    x, y = chart.evaluate("""(div) => {
+        const trace = div.data.findIndex(t => t.customdata && t.text && t.text.some(s => s.startsWith("#%d ")));
+        const i = div.data[trace].text.findIndex(s => s.startsWith("#%d "));
+        const L = div._fullLayout, box = div.getBoundingClientRect();
+        return [box.left + L._size.l + L.xaxis.d2p(div.data[trace].x[i]),
+                box.top + L._size.t + L.yaxis.d2p(div.data[trace].y[i])]; }""" % (ABSURD_INDEX, ABSURD_INDEX))
+
+    o.page.mouse.move(x, y)
+    label = chart.locator(".hoverlayer .hovertext")
+    label.wait_for()
+
+    assert f"#{ABSURD_INDEX} Item {ABSURD_INDEX} <b>&</b> thing" in label.text_content()
+
+
+def test_browser_report_of_a_run_with_no_baseline_shows_its_items_alone(project, opened):
+    _, path = report(project, str(project / "runs" / MODEL / "cpu-float32" / "8bit.json"), out="alone.html")
+    o = opened(path)
+
+    assert "no baseline to judge" in o.page.locator("pre.problem").inner_text()
+    assert o.page.locator(".items .controls span").inner_text() == "250 of 250 items"
+    assert o.errors == [] and o.requests == [path.as_uri()]
+
+
+def test_browser_report_of_a_crossed_class_run_says_the_cross_class_rule_applied(project, opened):
+    code, path = report(project, str(project / "crossed"), "--baseline-class", "cpu-float32", out="crossed.html")
+    o = opened(path)
+
+    assert "across hardware classes" in o.page.locator("details.comparison p").first.inner_text()
+    assert "cross-class rule" in o.page.locator("pre.verdict").first.inner_text()
+    assert o.errors == [] and o.requests == [path.as_uri()]
+
+
+def test_browser_report_of_a_served_run_shows_the_server_that_changed(project, opened):
+    code, path = report(project, str(project / "served"), out="served.html")
+    o = opened(path)
+    changes = o.page.locator("table.changes").first.inner_text()
+
+    assert "endpoint_url" in changes and "http://10.0.0.2:8000/v1" in changes
+    assert o.errors == [] and o.requests == [path.as_uri()]
+    assert math.isfinite(page_data(path)["tables"]["t0-0"]["before"][0][0])
