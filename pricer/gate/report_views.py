@@ -88,7 +88,8 @@ def baseline_marks(width: str, baseline: Baseline | None) -> tuple[Mark, ...]:
             marks.append(Mark(width=width, date=version.date, kind="trade-off",
                               text=f"accepted as a trade-off: {version.trade_off} ({version.reason})"))
         else:
-            marks.append(Mark(width=width, date=version.date, kind="rewrite", text=f"baseline stored: {version.reason}"))
+            marks.append(Mark(width=width, date=version.date, kind="rewrite",
+                              text=f"baseline stored: {version.reason}"))
     if baseline.anchor is not None:
         marks.append(Mark(width=width, date=baseline.anchor.date, kind="anchor",
                           text=f"anchor, drift measured from here: {baseline.anchor.reason}"))

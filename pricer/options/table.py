@@ -236,7 +236,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="results_adapter", cli="--adapter", commands=("results",), metavar="DIR",
            parse=options.existing_path, default=Path("adapters/smollm2-135m-pricer"),
            help="the fine-tuned adapter whose baselines to show"),
-    Option(name="results_baselines", cli="--baselines", commands=("results", "report"), metavar="DIR", parse=options.folder,
+    Option(name="results_baselines", cli="--baselines", commands=("results", "report"), metavar="DIR",
+           parse=options.folder,
            shown="baselines in the project (the folder of the pytest ini file at or above the current one, where the "
            "plugin reads them)", help="folder of stored baselines"),
     Option(name="hardware_class", cli="--hardware-class", commands=("results",), metavar="CLASS",

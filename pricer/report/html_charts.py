@@ -85,7 +85,8 @@ def moved_figure(items: Sequence[ItemView], comparison: ComparisonView, *, table
               for name, (chosen, color) in groups.items() if chosen]
     values = [b.guess for b in before] + [i.now.guess for i in items]
     return {"data": [_diagonal(values), *traces], "table": table,
-            "layout": _layout(f"Guess now against {comparison.label}'s", f"{comparison.label} guess ($)", "guess now ($)")}
+            "layout": _layout(f"Guess now against {comparison.label}'s", f"{comparison.label} guess ($)",
+                              "guess now ($)")}
 
 
 def history_figure(width: str, lines: Sequence[HistoryLine], marks: Sequence[Mark]) -> dict[str, Any]:

@@ -114,7 +114,8 @@ def _comparison_block(width: WidthView, c: ComparisonView, *, table: str, items_
              f"<pre class=\"verdict wrap\">{_e(c.text)}</pre>"]
     for heading, rows in (("Not comparable", c.not_comparable), ("What changed in the fingerprint", c.changes)):
         if rows:
-            cells = "".join(f"<tr><td><code>{_e(f)}</code></td><td>{_e(b)}</td><td>{_e(n)}</td></tr>" for f, b, n in rows)
+            cells = "".join(f"<tr><td><code>{_e(f)}</code></td><td>{_e(b)}</td><td>{_e(n)}</td></tr>"
+                            for f, b, n in rows)
             parts.append(f"<h4>{heading}</h4><table class=\"changes\"><tr><th>field</th><th>{_e(against)}</th>"
                          f"<th>now</th></tr>{cells}</table>")
     if not c.changes and not c.not_comparable:
