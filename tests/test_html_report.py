@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pricer.cli.main import main
 from pricer.engines.evaluate import score_run
@@ -134,6 +136,28 @@ def test_a_title_cannot_end_the_pages_script(tmp_path):
     assert page_data_text(text)["items"]["w0"][0]["title"] == title
 
 
+# Pieces that end or confuse a <script> element, or that JSON and HTML escape, joined any way.
+TEXT = st.lists(st.sampled_from(["</script>", "</SCRIPT ", "<!--", "-->", "<\\/", "\\", '"', "&amp;", "\u2028", "é",
+                                 "<b>", " ", "\n", "x"]), max_size=8).map("".join)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(TEXT, TEXT, st.none() | TEXT), min_size=1, max_size=4))
+def test_any_text_reaches_the_pages_data_as_it_was_and_ends_no_element(texts):
+    from pricer.report.html_page import render
+    from pricer.report.html_view import Answer, ItemView, Page
+
+    view = WidthView(width="4bit", name="run", passed=True, items=tuple(
+        ItemView(index=i, title=title, truth=1.0, prompt=prompt, now=Answer(guess=2.0, completion=completion,
+                                                                            parsed=True))
+        for i, (title, prompt, completion) in enumerate(texts, start=1)))
+    text = render(Page(title="t", passed=True, widths=(view,)))
+
+    assert text.lower().count("</script") == 3
+    shown = page_data_text(text)["items"]["w0"]
+    assert [(r["title"], r["prompt"], r["now"][1]) for r in shown] == [(t, p, c) for t, p, c in texts]
+
+
 def page_data_text(text: str) -> dict:
     start = text.index('id="pricer-data">') + len('id="pricer-data">')
     return json.loads(text[start:text.index("</script>", start)])
@@ -206,6 +230,37 @@ def test_report_size_stays_reasonable(n, mib, gate_pages):
     """The sizes docs/ci.md states (4.9 and 7.2 MiB): plotly.js (4.6 MiB), then about 1.3 KiB per item with its
     767-character prompt, both answers and its points in the charts."""
     assert gate_pages(n).stat().st_size < mib * 2**20
+
+
+def test_history_per_width_marks_the_trade_offs_accepted_and_the_anchor(tmp_path, capsys):
+    from test_history import entry, saved_run
+
+    from pricer.history.accuracy_history import append_accuracy
+    from pricer.store.baselines import read_baseline
+
+    rows, place = items(60), Path(MODEL, "cpu-float32", "4bit.json")
+    path = store(tmp_path / "baselines" / place, rows, predictions(rows, seed=1), fingerprint(60), reason="first")
+    for seed, reason, trade_off in ((5, "4-bit weights", "halve memory"), (6, "new prompt", "")):
+        run = score_run(MODEL, rows, predictions(rows, seed=seed))
+        write_baseline(path, run=run, fingerprint=fingerprint(60), reason=reason, previous=read_baseline(path),
+                       trade_off=trade_off)
+    store(tmp_path / "runs" / place, rows, predictions(rows, seed=2), fingerprint(60))
+    append_accuracy(tmp_path / "accuracy.jsonl", [entry(minute=1), entry(minute=2, errors=(12.0, 20.0, 30.0, 40.0))])
+    for number in (1, 2):
+        saved_run(tmp_path / "benchmarks", number, means={"4bit": 1.0 + number / 10})
+
+    code = main(["report", str(tmp_path / "runs"), "--baselines", str(tmp_path / "baselines"), "--out",
+                 str(tmp_path / "r.html"), "--accuracy-history", str(tmp_path / "accuracy.jsonl"),
+                 "--benchmark-storage", str(tmp_path / "benchmarks")])
+
+    assert code in (0, 1)
+    figure = page_data(tmp_path / "r.html")["figures"]["h-4bit"]
+    names = [trace["name"] for trace in figure["data"]]
+    assert [n.split()[0] for n in names] == ["latency", "Error", "the"]
+    marks = figure["data"][-1]["text"]
+    assert marks == ["baseline stored: first", "accepted as a trade-off: halve memory (4-bit weights)",
+                     "baseline stored: new prompt", "anchor, drift measured from here: 4-bit weights"]
+    assert len(figure["layout"]["shapes"]) == 4
 
 
 # ---------------------------------------------------------------- the gate's option
