@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from pricer.engines.widths import ORDER
 from pricer.errors import OptionError, PricerError
 from pricer.report.html_view import Mark, WidthView
 
@@ -15,12 +16,13 @@ TEXT_COLUMN = "text column"  # the fingerprint's "prompt" when prompts came from
 
 
 def saved_runs(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
-    """(file, its place under the baselines folder) of every saved run: a folder's *.json by their path under it,
-    a file by its last three parts (model/class/width.json)."""
+    """(file, its place under the baselines folder) of every saved run: a folder's *.json by their path under it
+    (narrowest width first), a file by its last three parts (model/class/width.json)."""
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += [(file, file.relative_to(path)) for file in sorted(path.rglob("*.json"))]
+            files = sorted(path.rglob("*.json"), key=lambda f: (f.parent, ORDER.get(f.stem, len(ORDER)), f.stem))
+            found += [(file, file.relative_to(path)) for file in files]
         elif path.is_file():
             found.append((path, Path(*path.parts[-3:])))
         else:

@@ -12,6 +12,7 @@ details.comparison > summary { font-weight: 600; cursor: pointer; padding: .4em 
 .charts { display: flex; flex-wrap: wrap; gap: 1em; } .chart { flex: 1 1 520px; min-width: 420px; }
 .controls { display: flex; gap: 1em; align-items: center; margin: .8em 0; flex-wrap: wrap; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
+.scroll { max-height: 75vh; overflow: auto; border: 1px solid #eee; }
 th, td { border-bottom: 1px solid #eee; padding: 3px 6px; text-align: right; vertical-align: top; }
 th { position: sticky; top: 0; background: #fafafa; cursor: pointer; user-select: none; white-space: nowrap; }
 th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]::after { content: " \\25BC"; }
@@ -123,7 +124,9 @@ SCRIPT = r"""
     head.append(make("th", "flags", "title"));
     select.addEventListener("change", show);
     search.addEventListener("input", show);
-    host.append(controls, table);
+    const scroll = make("div", null, "scroll");  // a long table scrolls in its own box, its header kept in view
+    scroll.append(table);
+    host.append(controls, scroll);
     show();
     tables[host.dataset.table] = {reveal(i) {  // a chart's point clicked: its row, open
       select.value = "all"; search.value = ""; show(); toggle(i, true); rows[i].scrollIntoView({block: "center"}); }};
