@@ -232,6 +232,33 @@ def test_report_size_stays_reasonable(n, mib, gate_pages):
     assert gate_pages(n).stat().st_size < mib * 2**20
 
 
+def test_report_shows_each_comparison_made_baseline_anchor_and_the_target_branchs(tmp_path, capsys):
+    import subprocess
+
+    from pricer.store.baselines import read_baseline
+
+    rows, place = items(60), Path(MODEL, "cpu-float32", "4bit.json")
+    path = store(tmp_path / "baselines" / place, rows, predictions(rows, seed=1), fingerprint(60), reason="first")
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "b"]):
+        subprocess.run(["git", *command], cwd=tmp_path, check=True)
+    write_baseline(path, run=score_run(MODEL, rows, predictions(rows, seed=5)), fingerprint=fingerprint(60),
+                   reason="retuned", previous=read_baseline(path))  # the branch rewrites it; the first is the anchor
+    store(tmp_path / "runs" / place, rows, predictions(rows, seed=2, worse=True), fingerprint(60))
+
+    code, out = report(tmp_path, str(tmp_path / "runs"), "--against", "HEAD")
+
+    labels = [c.get("data-comparison") for c in _comparisons(out)]
+    assert code == 1 and labels[0] == "baseline" and labels[1].startswith("the anchor of ")
+    assert labels[2].startswith("HEAD (") and len(labels) == 3
+    assert len(page_data(out)["tables"]) == 3  # each with its own items table and charts
+
+
+def _comparisons(path: Path) -> list[dict[str, str]]:
+    """The attributes of each comparison's <details> element, in page order."""
+    return [dict(re.findall(r'(\S+)="([^"]*)"', attrs))
+            for attrs in re.findall(r'<details class="comparison"([^>]*)>', path.read_text(encoding="utf-8"))]
+
+
 def test_history_per_width_marks_the_trade_offs_accepted_and_the_anchor(tmp_path, capsys):
     from test_history import entry, saved_run
 
