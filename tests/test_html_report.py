@@ -466,6 +466,43 @@ def test_browser_opens_a_report_of_2000_items_without_errors(gate_pages, opened)
     assert o.errors == [] and o.requests == [path.as_uri()]
 
 
+# Guesses of two items in five a thousand times too high, the fourth item's ten million dollars: a WORSE run.
+PLANTED = """
+import pytest
+
+from pricer.engines.classic import ClassicPredictor
+from pricer.engines.predict import Prediction
+
+
+@pytest.fixture(autouse=True)
+def planted(monkeypatch):
+    honest = ClassicPredictor.predict
+
+    def predict(self, items):
+        return [Prediction(guess=1e7 if i == 3 else 1000 * p.guess if i % 5 < 2 else p.guess, completion=None,
+                           parsed=True) for i, p in enumerate(honest(self, items))]
+
+    monkeypatch.setattr(ClassicPredictor, "predict", predict)
+"""
+
+
+def test_browser_the_gates_report_of_a_planted_worse_run_sorts_its_worst_item_first(gated, data_dir, opened):
+    gated.makeconftest(PLANTED)
+    result = gated.runpytest_subprocess("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant",
+                                        "--pricer-n", "50", "--pricer-data", str(data_dir), "--pricer-html=gate.html")
+    result.assert_outcomes(failed=1)
+    path = gated.path / "gate.html"
+    worst = next(row for row in page_data(path)["items"]["w0"] if row["now"][0] == 1e7)
+    o = opened(path)
+    table = "details.comparison[data-comparison=baseline] .items"
+
+    o.page.locator(table).get_by_role("columnheader", name="Error change", exact=True).click()
+
+    assert o.first_cells(table, count=1) == [str(worst["index"])]
+    assert "WORSE" in o.page.locator("details.comparison summary").first.inner_text()
+    assert o.errors == [] and o.requests == [path.as_uri()]
+
+
 def test_browser_report_of_a_run_with_no_baseline_shows_its_items_alone(project, opened):
     _, path = report(project, str(project / "runs" / MODEL / "cpu-float32" / "8bit.json"), out="alone.html")
     o = opened(path)

@@ -55,7 +55,11 @@ def write_page(path: Path, page: Page) -> int:
 
 def render(page: Page) -> str:
     """The whole page: the style, plotly.js, the sections, the data and the page's own script."""
-    from plotly.offline import get_plotlyjs  # heavy: only when a report is written
+    try:
+        from plotly.offline import get_plotlyjs  # heavy: only when a report is written
+    except ImportError:
+        raise OutputError("the HTML report inlines plotly.js from the plotly package, which is not installed: "
+                          "pip install plotly") from None
 
     data: dict[str, Any] = {"items": {}, "tables": {}, "figures": {}}
     status = "passed" if page.passed else "FAILED"
