@@ -331,6 +331,32 @@ def test_gate_writes_the_html_report_and_the_summary_links_it(gated, data_dir):
     assert "h-constant" in data["figures"]  # this run's history entry, appended before the page was written
 
 
+def test_gate_report_holds_each_comparison_made_with_its_reference_answers(gated, data_dir):
+    import subprocess
+
+    from pricer.store.baselines import read_baseline
+
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "b"]):
+        subprocess.run(["git", *command], cwd=gated.path, check=True)
+    path = gated.path / "baselines" / "constant" / "classic.json"
+    stored = read_baseline(path)  # rewritten on the branch, a dollar off each guess: the committed one is the anchor
+    rows = [Item(index=b.index, prompt="", price=b.truth, title=b.title) for b in stored.items]
+    moved = [Prediction(guess=b.guess + 1, completion=None, parsed=True) for b in stored.items]
+    write_baseline(path, run=score_run(stored.name, rows, moved), fingerprint=stored.fingerprint, reason="moved",
+                   previous=stored)
+
+    result = gated.runpytest_subprocess("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant",
+                                        "--pricer-n", "50", "--pricer-data", str(data_dir), "--pricer-against=HEAD",
+                                        "--pricer-html=gate.html")
+
+    result.assert_outcomes(passed=1)
+    labels = [c["data-comparison"] for c in _comparisons(gated.path / "gate.html")]
+    assert labels[0] == "baseline" and sorted(label.split()[0] for label in labels[1:]) == ["HEAD", "the"]
+    tables = page_data(gated.path / "gate.html")["tables"]
+    guesses = [table["before"][0][0] for table in tables.values()]
+    assert guesses[0] == guesses[1] + 1 == guesses[2] + 1  # each comparison shows its own reference's answers
+
+
 def test_gate_under_xdist_writes_the_report_from_what_the_worker_relayed(gated, data_dir):
     result = gated.runpytest_subprocess("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant",
                                         "--pricer-n", "50", "--pricer-data", str(data_dir), "-n", "2",
