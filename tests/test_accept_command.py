@@ -14,7 +14,8 @@ from pricer.plugin.settings import EvalSettings
 from pricer.task.items import DataSpec
 
 CI_ARGS = ("-m", "eval", "--pricer-bits=32", "--pricer-summary=/tmp/tmpabc/summary.md", "--junitxml=report.xml",
-           "-n", "2", "--pricer-save-runs=runs", "--pricer-charts", "charts", "--pricer-n=24", "--pricer-bits", "32")
+           "-n", "2", "--pricer-save-runs=runs", "--pricer-charts", "charts", "--pricer-html=report.html",
+           "--pricer-n=24", "--pricer-bits", "32")
 
 
 def session(root: Path, monkeypatch: pytest.MonkeyPatch, **settings) -> EvalSession:

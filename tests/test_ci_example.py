@@ -132,6 +132,16 @@ def test_the_ladder_job_needs_the_gate_jobs_and_reads_the_runs_they_upload(workf
     assert ladder_paths and set(ladder_paths) == {download["path"]}
 
 
+def test_each_gate_job_uploads_the_html_report_it_writes(workflow):
+    uploads = [s["with"] for s in workflow["jobs"]["gate"]["steps"]
+               if s.get("uses", "").startswith("actions/upload-artifact")]
+    uploaded = {line.strip() for u in uploads for line in u["path"].splitlines()}
+
+    written = {argument(argv, "--pricer-html").replace("4bit", "${{ matrix.bits }}bit")
+               for bits, argv in all_commands(workflow, "pytest") if bits == 4}
+    assert len(written) == 1 and written <= uploaded
+
+
 @pytest.mark.parametrize("path", [WORKFLOW, USER_WORKFLOW], ids=["github-actions", "user-repo"])
 def test_every_pytest_command_parses_with_the_options_that_exist(path, pytester):
     gate = all_commands(yaml.safe_load(path.read_text(encoding="utf-8")), "pytest")

@@ -22,9 +22,10 @@ from pricer.plugin.option_values import _option
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = [option for option in OPTIONS if option.cli and option.plugin]
+# What each command needs besides its options.
 COMMANDS = {"eval": ["--model", "m"], "compare": ["baseline.json", "run.jsonl"], "ladder": ["runs"],
             "finetune": ["--out", "out"], "results": [], "history": [],
-            "power": ["baseline.json"]}  # what each needs besides its options
+            "power": ["baseline.json"], "report": ["runs"]}
 # An option's first help line: "  --n N   help..." (argparse) or "  --pricer-n=N   help..." (pytest).
 ENTRY = re.compile(r"^  (--[a-z][-a-z]*)(?:[ =]\S+(?: \[.*?\])?)?(?:\s{2,}(\S.*))?$")
 DEFAULT = re.compile(r"Default: (.*)$")

@@ -253,7 +253,7 @@ def test_summary_appends_to_an_empty_file_a_markdown_file_and_the_step_summary(t
 
 
 @pytest.mark.parametrize("option", ["--pricer-summary=", "--pricer-charts=", "--pricer-save-runs=",
-                                    "--pricer-data=", "--pricer-history="])
+                                    "--pricer-data=", "--pricer-history=", "--pricer-html="])
 def test_an_empty_path_option_is_refused_with_the_unset_variable_hint(pytester, option):
     pytester.makeini("[pytest]\n")
 

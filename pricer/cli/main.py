@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pricer.cli.judge_commands import run_accept, run_compare, run_ladder, run_power
+from pricer.cli.html_command import run_report
 from pricer.cli.report_commands import run_history, run_results
 from pricer.cli.run_commands import run_eval, run_finetune
 from pricer.engines import cpu_threads
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in (_eval_command, _history_command, _finetune_command, _results_command, _compare_command,
-                        _accept_command, _power_command, _ladder_command):
+                        _accept_command, _power_command, _ladder_command, _report_command):
         add_command(commands)
     return parser
 
@@ -161,6 +162,23 @@ def _ladder_command(commands: argparse._SubParsersAction) -> None:
                      help="saved runs: files, or folders searched for *.json")
     _add_options(lad, "ladder")
     lad.set_defaults(run=run_ladder)
+
+
+def _report_command(commands: argparse._SubParsersAction) -> None:
+    rep = commands.add_parser(
+        "report",
+        help="the gate's HTML report from saved runs: every item, both answers, the charts and the history",
+        description="Judge each saved run (pytest --pricer-save-runs DIR, pricer eval --save-run PATH) against the "
+        "stored baseline at the same place under --baselines (the anchor kept in it too, and with --against the "
+        "baseline at a git ref), and write one self-contained HTML file that opens offline: per run and comparison "
+        "the verdict, the measures and what changed; every item's answers, sortable and filterable; interactive "
+        "charts; the accuracy and latency histories. Exit 0: every run passed; 1: one did not; 2: bad input.",
+    )
+    rep.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                     help="saved runs: files, or folders searched for *.json (placed as under the baselines folder)")
+    _add_options(rep, "report")
+    _add_gate_settings(rep)
+    rep.set_defaults(run=run_report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

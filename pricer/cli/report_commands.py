@@ -11,15 +11,14 @@ from pricer.options.table import OPTION
 from pricer.task.items import resolve_source
 
 
-def run_history(args: argparse.Namespace) -> int:
+def history_sources(args: argparse.Namespace) -> tuple[str | None, Path | list[Path] | None]:
+    """The benchmark storage and accuracy history to read: as given, else the project's, as the plugin writes them,
+    wherever in the project this runs (None: not there)."""
     from pricer.history.accuracy_history import DEFAULT_ACCURACY
     from pricer.history.benchmark_runs import DEFAULT_STORAGE
-    from pricer.history.report import format_history, history_chart
-    from pricer.history.series import load_history
     from pricer.options.ini_values import ini_text
     from pricer.options.project import ini_file, ini_value
 
-    # Defaults are the project's, as the plugin writes them, wherever in the project this runs.
     ini = ini_file(Path.cwd())
     root = ini.parent if ini else Path.cwd()
     storage, accuracy = args.benchmark_storage, args.accuracy_history
@@ -28,6 +27,14 @@ def run_history(args: argparse.Namespace) -> int:
     if accuracy is None:
         pinned = ini_text(OPTION["history"], ini_value(ini, "pricer_history"), where=ini)
         accuracy = root / pinned if pinned else (root / DEFAULT_ACCURACY if (root / DEFAULT_ACCURACY).exists() else None)
+    return storage, accuracy
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from pricer.history.report import format_history, history_chart
+    from pricer.history.series import load_history
+
+    storage, accuracy = history_sources(args)
     history = load_history(storage=storage, accuracy=accuracy, min_change=args.min_change)
     print(format_history(history, min_change=args.min_change))
     if not args.no_chart:

@@ -11,6 +11,7 @@ from pricer.files import atomic_write_bytes
 from pricer.history.benchmark_runs import BenchPoint
 from pricer.history.changes import ERROR_CONFIDENCE, LATENCY_MIN_CHANGE, MIN_SPREAD_RUNS, SPREAD_RUNS
 from pricer.history.series import History, MachineHistory, Series, Step
+from pricer.report.html_view import HistoryLine, HistoryPoint
 
 LATENCY_COLOR, ERROR_COLOR, CHANGE_COLOR = "tab:blue", "tab:orange", "red"
 PANEL_SIZE = (4.8, 3.4)  # inches per (width, machine) panel
@@ -68,6 +69,29 @@ def _row(series: Series, step: Step) -> list[str]:
         return [series.label, when, commit, f"{run.median:.3f} s", change, limit, tokens, "", "", ""]
     low, high = run.error_ci
     return [series.label, when, commit, "", "", "", "", f"${run.error:,.2f}", f"[{low:,.2f}, {high:,.2f}]", change]
+
+
+def history_lines(history: History) -> tuple[HistoryLine, ...]:
+    """Every series as the HTML report draws it: per machine and width, Error with its 95% CI and latency with its
+    fastest and slowest rounds, significant changes flagged."""
+    lines = []
+    for mh in history.machines:
+        for series in mh.series:
+            points = []
+            for step in series.steps:
+                run, commit = step.run, (step.run.commit or "?")[:8] + ("+" if step.run.dirty else "")
+                change = "" if step.change is None else f"{step.change:+.1%} from the earlier runs"
+                if isinstance(run, BenchPoint):
+                    value, low, high = run.median, run.fastest, run.slowest
+                else:
+                    value, (low, high) = run.error, run.error_ci
+                    if run.passed is not None:
+                        change += f"{'; ' if change else ''}gate {'passed' if run.passed else 'FAILED'}"
+                points.append(HistoryPoint(when=step.when.isoformat(), value=value, low=low, high=high, commit=commit,
+                                           significant=step.significant, note=change))
+            lines.append(HistoryLine(kind=series.kind, width=series.width, label=series.label,
+                                     machine=mh.machine.label, points=tuple(points)))
+    return tuple(lines)
 
 
 # ---------------------------------------------------------------- the chart

@@ -263,6 +263,21 @@ def _output_unless(option: str, problem: Callable[[Path], str | None]) -> Callab
     return parse
 
 
+def html_file(option: str) -> Callable[[str], Path]:
+    """An HTML report to write: as output_file, and refused when it exists and pricer did not write it."""
+
+    def parse(value: str) -> Path:
+        from pricer.report.html_page import replace_problem
+
+        path = output_file(option)(value)
+        problem = replace_problem(path)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is {problem}")
+        return path
+
+    return parse
+
+
 def non_empty(option: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """`parse`, refusing an empty value: `--pricer-summary="$GITHUB_STEP_SUMMARY"` with the variable unset must not
     quietly mean the default."""

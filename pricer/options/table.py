@@ -173,6 +173,10 @@ OPTIONS: tuple[Option, ...] = (
            help="append the gate's verdicts as Markdown to this file (relative to the ini file), e.g. "
            "\"$GITHUB_STEP_SUMMARY\": per width the measures, the items that moved most, the chart and the accepting "
            "command"),
+    Option(name="html", plugin="--pricer-html", metavar="PATH", parse=options.html_file, relative=True,
+           example="pricer-report.html", help="write the gate's report as one self-contained HTML file (relative to "
+           "the ini file) that opens offline: per width and comparison the verdict, the measures and what changed; "
+           "every item's prompt and both answers, sortable and filterable; interactive charts; the histories"),
     Option(name="charts", plugin="--pricer-charts", metavar="DIR", parse=options.folder, relative=True,
            shown=f"only failing widths', in {DEFAULT_CHARTS}", help="draw every width's chart of what moved "
            "(baseline guess against new guess per item) in DIR (relative to the ini file)"),
@@ -192,9 +196,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="save_run", cli="--save-run", commands=("eval",), group="output", metavar="PATH",
            parse=options.run_file, help="store the run in the baseline format, for `pricer compare BASELINE PATH` "
            "and `pricer accept`; with several --bits, each width's run goes to PATH with -4bit... before its suffix"),
-    Option(name="benchmark_storage", cli="--benchmark-storage", commands=("history",), metavar="DIR",
+    Option(name="benchmark_storage", cli="--benchmark-storage", commands=("history", "report"), metavar="DIR",
            shown=f"{DEFAULT_STORAGE}, if it exists", help="pytest-benchmark's storage folder (or file://DIR)"),
-    Option(name="accuracy_history", cli="--accuracy-history", commands=("history",), metavar="PATH",
+    Option(name="accuracy_history", cli="--accuracy-history", commands=("history", "report"), metavar="PATH",
            parse=lambda flag: Path, nargs="+",
            shown=f"the project's pricer_history ini key, else {DEFAULT_ACCURACY}, if it exists; the project is the "
            "folder of the pytest ini file (pyproject.toml, pytest.ini...) at or above the current one, as for the "
@@ -203,7 +207,7 @@ OPTIONS: tuple[Option, ...] = (
            "one width each) are read as one history, the widths of one commit on one machine as one run"),
     Option(name="history_chart", cli="--chart", commands=("history",), metavar="PATH", parse=options.output_file,
            default="charts/history.png", help="where to write the chart (.png, .svg, .pdf)"),
-    Option(name="min_change", cli="--min-change", commands=("history",), metavar="SHARE", parse=options.share,
+    Option(name="min_change", cli="--min-change", commands=("history", "report"), metavar="SHARE", parse=options.share,
            default=LATENCY_MIN_CHANGE, help="smallest latency change that can count as significant; it must also "
            "pass the run-to-run spread of earlier runs on the machine"),
     Option(name="train_bits", cli="--bits", commands=("finetune",), metavar="B",
@@ -232,7 +236,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="results_adapter", cli="--adapter", commands=("results",), metavar="DIR",
            parse=options.existing_path, default=Path("adapters/smollm2-135m-pricer"),
            help="the fine-tuned adapter whose baselines to show"),
-    Option(name="results_baselines", cli="--baselines", commands=("results",), metavar="DIR", parse=options.folder,
+    Option(name="results_baselines", cli="--baselines", commands=("results", "report"), metavar="DIR",
+           parse=options.folder,
            shown="baselines in the project (the folder of the pytest ini file at or above the current one, where the "
            "plugin reads them)", help="folder of stored baselines"),
     Option(name="hardware_class", cli="--hardware-class", commands=("results",), metavar="CLASS",
@@ -250,6 +255,17 @@ OPTIONS: tuple[Option, ...] = (
            help="append the verdict as Markdown to this file, e.g. \"$GITHUB_STEP_SUMMARY\""),
     Option(name="compare_chart", cli="--chart", commands=("compare",), metavar="PATH", parse=options.output_file,
            help="draw what moved, each item's baseline guess against RUN's (.png, .svg, .pdf)"),
+    Option(name="report_out", cli="--out", commands=("report",), metavar="PATH", parse=options.html_file,
+           default="pricer-report.html", help="the HTML file to write (a new one, or a report pricer wrote)"),
+    Option(name="report_class", cli="--baseline-class", commands=("report",), metavar="CLASS",
+           parse=options.hardware_class, shown="the run's own class folder",
+           help="judge the runs against the baselines of this hardware class (e.g. cuda-bfloat16), with the "
+           "cross-class rule"),
+    Option(name="report_against", cli="--against", commands=("report",), metavar="REF", parse=options.git_ref,
+           help="also judge each run against its baseline as committed at this git ref (e.g. origin/main)"),
+    Option(name="report_data", cli="--data", commands=("report",), metavar="SOURCE",
+           shown="none: a saved run keeps no prompt", help="the local data folder or file the runs were made from: "
+           "each item's prompt is put back in the report"),
     Option(name="ladder_alpha", cli="--alpha", commands=("ladder",), metavar="P", parse=options.significance,
            default=_GATE["alpha"], help="significance level, Bonferroni-corrected over the widths"),
 )

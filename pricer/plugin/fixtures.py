@@ -16,6 +16,7 @@ SETTINGS_KEY = pytest.StashKey["EvalSettings"]()
 SESSION_KEY = pytest.StashKey["EvalSession"]()
 VERDICTS_KEY = pytest.StashKey[dict[str, bool]]()  # width -> gate passed, for the accuracy history
 SUMMARIES_KEY = pytest.StashKey[dict[str, str]]()  # width -> its Markdown block, for --pricer-summary
+VIEWS_KEY = pytest.StashKey[dict[str, dict]]()  # width -> its HTML report view as plain values, for --pricer-html
 
 
 def eval_session(config: pytest.Config, *, warn: bool = True):  # -> pricer.plugin.session.EvalSession
@@ -98,4 +99,5 @@ def pricer_gate(request: pytest.FixtureRequest, pricer_session, pricer_width: st
     charts = _option(request.config, "pricer_charts")
     return Gate(pricer_session, pricer_width, verdicts=request.config.stash[VERDICTS_KEY],
                 summaries=request.config.stash[SUMMARIES_KEY], properties=request.node.user_properties,
+                views=request.config.stash[VIEWS_KEY] if _option(request.config, "pricer_html") else None,
                 charts=pricer_session.root / Path(charts).expanduser() if charts else None)

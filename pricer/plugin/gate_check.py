@@ -16,12 +16,13 @@ class Gate:
 
     def __init__(self, session, width: str, *, verdicts: dict[str, bool] | None = None,
                  summaries: dict[str, str] | None = None, properties: list[tuple[str, object]] | None = None,
-                 charts: Path | None = None) -> None:
+                 charts: Path | None = None, views: dict[str, dict] | None = None) -> None:
         self.session, self.width = session, width
         self.verdicts = {} if verdicts is None else verdicts  # width -> passed, for --pricer-history
         self.summaries = {} if summaries is None else summaries  # width -> Markdown block, for --pricer-summary
         self.properties = [] if properties is None else properties  # the test's user_properties, for --junitxml
         self.charts = charts  # --pricer-charts: every width's chart goes there; None: failing widths' only
+        self.views = views  # width -> its HTML report view (--pricer-html); None: no report is written
 
     def check(self) -> None:
         __tracebackhide__ = True
@@ -36,6 +37,10 @@ class Gate:
             problem = str(exc)
             self.properties.extend(summary.problem_properties(width=self.width, text=problem,
                                                               hardware=self.session.home.machine_class))
+            if self.views is not None:
+                from pricer.plugin import html_report
+
+                self.views[self.width] = html_report.problem(self.session, self.width, problem)
         else:
             self.verdicts[self.width] = verdict.passed
             path = self.session.home.path(self.width)
@@ -53,6 +58,10 @@ class Gate:
             notes = [f"the baseline was stored as an accepted trade-off: {stored.trade_off}"] if stored.trade_off else []
             self.summaries[self.width] = "\n".join(summary.verdict_block(verdict, title=self.width, accept=accept,
                                                                          settle=settle, notes=notes, **shown))
+            if self.views is not None:
+                from pricer.plugin import html_report
+
+                self.views[self.width] = html_report.judged(self.session, self.width, verdict, accept=accept)
             if verdict.passed:
                 print(verdict.message() + chart_line + charts_text)
                 return

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 # What a run is measured with, not what decides its baselines: a CI job's reports, workers and the ref it gates
 # against; the widths, which the accepting command gives once for every width it rewrites; and what it sets itself.
-NOT_DECIDING = ("--pricer-summary", "--junitxml", "--junit-xml", "--pricer-save-runs", "--pricer-charts",
-                "--pricer-history", "--pricer-against", "--pricer-baseline-class", "--pricer-bits",
+NOT_DECIDING = ("--pricer-summary", "--pricer-html", "--junitxml", "--junit-xml", "--pricer-save-runs",
+                "--pricer-charts", "--pricer-history", "--pricer-against", "--pricer-baseline-class", "--pricer-bits",
                 "--pricer-accept-worse", "--pricer-reason", "--numprocesses", "--maxprocesses", "--dist",
                 "--benchmark-json", "--benchmark-save")
 # The pull-request label a reviewer sets to approve a trade-off this branch already stored, which the example

@@ -13,7 +13,8 @@ from pricer.options.arguments import arguments
 from pricer.options.option import PLUGIN
 from pricer.plugin import workers
 # pytest finds a plugin's hooks and fixtures among its module's attributes: imported here, they are the plugin's.
-from pricer.plugin.fixtures import (SESSION_KEY, SETTINGS_KEY, SUMMARIES_KEY, VERDICTS_KEY, eval_session,  # noqa: F401
+from pricer.plugin.fixtures import (SESSION_KEY, SETTINGS_KEY, SUMMARIES_KEY, VERDICTS_KEY, VIEWS_KEY,  # noqa: F401
+                                    eval_session,
                                     pricer_bench_items, pricer_bench_rounds, pricer_gate, pricer_items, pricer_model,
                                     pricer_run, pricer_session, pricer_width, pytest_generate_tests)
 from pricer.plugin.option_values import OPTIONS, _option, _project_root, _settings
@@ -65,13 +66,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = _settings(config)
     config.stash[VERDICTS_KEY] = {}
     config.stash[SUMMARIES_KEY] = {}
+    config.stash[VIEWS_KEY] = {}
     # Under xdist, workers relay their results to the controller; --pricer-save-runs stores runs for `pricer ladder`.
     save_runs = _option(config, "pricer_save_runs")
     workers.register(config, session=lambda: config.stash.get(SESSION_KEY, None),
                      new_session=lambda: eval_session(config, warn=False), verdicts=config.stash[VERDICTS_KEY],
                      settings=config.stash[SETTINGS_KEY],
                      save_runs=_project_root(config) / save_runs if save_runs else None,
-                     summaries=config.stash[SUMMARIES_KEY])
+                     summaries=config.stash[SUMMARIES_KEY], views=config.stash[VIEWS_KEY])
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from pricer.plugin import workers
-from pricer.plugin.fixtures import SESSION_KEY, SUMMARIES_KEY, VERDICTS_KEY
+from pricer.plugin.fixtures import SESSION_KEY, SUMMARIES_KEY, VERDICTS_KEY, VIEWS_KEY
 from pricer.plugin.option_values import _option
 
 HISTORY_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the summary, whether it is an error)
 SUMMARY_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the terminal, whether it is an error)
+HTML_NOTE_KEY = pytest.StashKey[tuple[str, bool]]()  # (line for the terminal, whether it is an error)
 OUTPUT_NOTES_KEY = pytest.StashKey[list[str]]()  # outputs that could not be written, one line each
 # The exit code of a run whose verdicts all passed but whose output (summary, history, saved run) could not be
 # written: pytest's 3, not the 1 of a failing verdict.
@@ -21,7 +22,7 @@ OUTPUT_BROKEN = pytest.ExitCode.INTERNAL_ERROR
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The ladder of this session's runs (under xdist, of every worker's); with --pricer-history, append every gated
-    width's metrics; a bad history file fails the run."""
+    width's metrics (a bad history file fails the run); with --pricer-html, write the report."""
     config = session.config
     if SESSION_KEY in config.stash and workers.finish(config, config.stash[SESSION_KEY]):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # under xdist no test gates the ladder: the controller does
@@ -31,6 +32,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for line in workers.output_problems(config, config.stash.get(SESSION_KEY, None)):
         config.stash.setdefault(OUTPUT_NOTES_KEY, []).append(line)
         _output_broken(session)
+    _append_history(session)
+    if not _write_html(config):
+        _output_broken(session)
+
+
+def _append_history(session: pytest.Session) -> None:
+    config = session.config
     path = _option(config, "pricer_history")
     # Under xdist the controller appends every worker's widths at once: workers never write the history.
     if not path or workers.worker_id(config) or SESSION_KEY not in config.stash or not config.stash[VERDICTS_KEY]:
@@ -67,7 +75,8 @@ def _append_summary(config: pytest.Config) -> bool:
 
     settings = eval_run.settings
     text = session_document(model=settings.model_name, widths=settings.widths, outcomes=eval_run.gates.outcomes,
-                            blocks=config.stash[SUMMARIES_KEY], ladder=workers.summary_lines(config))
+                            blocks=config.stash[SUMMARIES_KEY], ladder=workers.summary_lines(config),
+                            html=_option(config, "pricer_html") if config.stash.get(VIEWS_KEY, None) else None)
     target = eval_run.root / Path(path).expanduser()
     try:
         append_document(target, text)
@@ -75,6 +84,28 @@ def _append_summary(config: pytest.Config) -> bool:
         config.stash[SUMMARY_NOTE_KEY] = (f"cannot append the summary: {exc}", True)
         return False
     config.stash[SUMMARY_NOTE_KEY] = (f"summary appended to {target}", False)
+    return True
+
+
+def _write_html(config: pytest.Config) -> bool:
+    """With --pricer-html, write the report once (serially, or in the xdist controller from the relayed views), after
+    the history took this run's entries. False when the file cannot be written."""
+    path = _option(config, "pricer_html")
+    views = config.stash.get(VIEWS_KEY, {})
+    if not path or workers.worker_id(config) or SESSION_KEY not in config.stash or not views:
+        return True
+    from pricer.errors import PricerError
+    from pricer.plugin.html_report import write_report
+
+    eval_run = config.stash[SESSION_KEY]
+    history = _option(config, "pricer_history")
+    try:
+        note = write_report(eval_run, eval_run.root / Path(path).expanduser(), views,
+                            history=eval_run.root / Path(history).expanduser() if history else None)
+    except (OSError, PricerError) as exc:  # OutputError names the file and the cause
+        config.stash[HTML_NOTE_KEY] = (f"cannot write the HTML report: {exc}", True)
+        return False
+    config.stash[HTML_NOTE_KEY] = (note, False)
     return True
 
 
@@ -108,8 +139,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         for path in unused:
             terminalreporter.line(f"  {path}")
     terminalreporter.line(workers.loads_line(config, session))
-    if SUMMARY_NOTE_KEY in config.stash:
-        note, failed = config.stash[SUMMARY_NOTE_KEY]
-        terminalreporter.line(note, red=failed)
+    for key in (SUMMARY_NOTE_KEY, HTML_NOTE_KEY):
+        if key in config.stash:
+            note, failed = config.stash[key]
+            terminalreporter.line(note, red=failed)
     for note in config.stash.get(OUTPUT_NOTES_KEY, ()):
         terminalreporter.line(note, red=True)

@@ -149,9 +149,12 @@ def ladder_section(ladder: Sequence[tuple[str, bool]]) -> list[str]:
     return lines
 
 
-def document(blocks: Sequence[Sequence[str]], *, heading: str, ladder: Sequence[tuple[str, bool]] = ()) -> str:
-    """A session's Markdown: a heading, each width's block, then the ladder."""
+def document(blocks: Sequence[Sequence[str]], *, heading: str, ladder: Sequence[tuple[str, bool]] = (),
+             html: Path | str | None = None) -> str:
+    """A session's Markdown: a heading, where the HTML report of every item is, each width's block, then the ladder."""
     lines = [f"## {heading}", ""]
+    if html:
+        lines += [f"Every item, both answers, the charts and the history: the HTML report `{html}`.", ""]
     for block in blocks:
         lines += [*block, ""]
     if ladder:
@@ -160,14 +163,14 @@ def document(blocks: Sequence[Sequence[str]], *, heading: str, ladder: Sequence[
 
 
 def session_document(*, model: str, widths: Sequence[str], outcomes: Sequence[Outcome], blocks: Mapping[str, str],
-                     ladder: Sequence[tuple[str, bool]] = ()) -> str:
+                     ladder: Sequence[tuple[str, bool]] = (), html: Path | str | None = None) -> str:
     """The gate's document: per width in width order, its verdict block, else the message it ended with."""
     last = {o.width: o for o in outcomes}  # a width gated twice: its last outcome, as its block is
     shown = [w for w in widths if w in last] + [w for w in last if w not in widths]
     failed = [w for w in shown if not last[w].passed]
     status = f"FAILED ({', '.join(failed)})" if failed else "passed"
     parts = [blocks[w].splitlines() if w in blocks else problem_block(title=w, text=last[w].text) for w in shown]
-    return document(parts, heading=f"pricer gate: {markdown_text(model)}: {status}", ladder=ladder)
+    return document(parts, heading=f"pricer gate: {markdown_text(model)}: {status}", ladder=ladder, html=html)
 
 
 def append_document(path: Path, text: str) -> None:

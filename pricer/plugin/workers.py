@@ -170,10 +170,12 @@ class Relay:
 
     def __init__(self, *, worker: str | None, session: Callable[[], EvalSession | None],
                  verdicts: Mapping[str, bool], save_runs: Path | None,
-                 summaries: Mapping[str, str] | None = None) -> None:
+                 summaries: Mapping[str, str] | None = None, views: Mapping[str, Any] | None = None) -> None:
         self.worker, self._session, self._verdicts, self.save_runs = worker, session, verdicts, save_runs
         self._summaries = {} if summaries is None else summaries  # width -> its Markdown block (--pricer-summary)
+        self._views = {} if views is None else views  # width -> its HTML report view (--pricer-html)
         self._sent_summaries: dict[str, str] = {}
+        self._sent_views: dict[str, Any] = {}
         self._outcomes = self._used = self._loads = self._problems = 0
         self._runs: set[str] = set()
         self._sent_verdicts: set[str] = set()
@@ -211,6 +213,9 @@ class Relay:
         if summaries := {w: text for w, text in self._summaries.items() if self._sent_summaries.get(w) != text}:
             payload["summaries"] = summaries
             self._sent_summaries.update(summaries)
+        if views := {w: view for w, view in self._views.items() if self._sent_views.get(w) is not view}:
+            payload["views"] = views
+            self._sent_views.update(views)
         if (loads := session.models.loads - self._loads) and width is not None:
             payload["loads"] = {width: loads}
         self._outcomes, self._used = len(session.gates.outcomes), len(session.gates.used_baselines)
@@ -240,9 +245,11 @@ class Controller:
     own EvalSession, so the summary, the ladder and --pricer-history work as in a serial run."""
 
     def __init__(self, *, session: Callable[[], EvalSession], verdicts: MutableMapping[str, bool],
-                 settings: EvalSettings, summaries: MutableMapping[str, str] | None = None) -> None:
+                 settings: EvalSettings, summaries: MutableMapping[str, str] | None = None,
+                 views: MutableMapping[str, Any] | None = None) -> None:
         self._session, self.verdicts, self.settings = session, verdicts, settings
         self.summaries = {} if summaries is None else summaries  # width -> the Markdown block its worker rendered
+        self.views = {} if views is None else views  # width -> the HTML report view its worker made
         self.loads: dict[str, list[str]] = {}  # worker -> the widths whose models it loaded
         self.problems: list[str] = []  # outputs the workers could not write, one line each
         self._gpus: list[str] | None = None
@@ -274,6 +281,7 @@ class Controller:
         self.verdicts.update(payload.get("verdicts", {}))
         self.problems.extend(payload.get("problems", ()))
         self.summaries.update(payload.get("summaries", {}))
+        self.views.update(payload.get("views", {}))
         for width, count in payload.get("loads", {}).items():
             self.loads.setdefault(payload["worker"], []).extend([width] * count)
 
@@ -322,7 +330,8 @@ def run_from_payload(raw: Mapping[str, Any]) -> tuple[RunResult, Fingerprint]:
 
 def register(config: pytest.Config, *, session: Callable[[], EvalSession | None],
              new_session: Callable[[], EvalSession], verdicts: MutableMapping[str, bool],
-             settings: EvalSettings, save_runs: Path | None, summaries: MutableMapping[str, str] | None = None) -> None:
+             settings: EvalSettings, save_runs: Path | None, summaries: MutableMapping[str, str] | None = None,
+             views: MutableMapping[str, Any] | None = None) -> None:
     """At configure: a worker pins itself and relays; the controller collects; a serial run saves runs if asked.
     `summaries`: width -> Markdown block, filled by the gate (serially, in a worker) or by the controller."""
     worker = worker_id(config)
@@ -334,10 +343,10 @@ def register(config: pytest.Config, *, session: Callable[[], EvalSession | None]
             config.option.loadgroup = True
     if is_controller(config):  # its workers save the runs
         config.pluginmanager.register(Controller(session=new_session, verdicts=verdicts, settings=settings,
-                                                 summaries=summaries), "pricer-controller")
+                                                 summaries=summaries, views=views), "pricer-controller")
     elif worker is not None or save_runs is not None:
         config.pluginmanager.register(Relay(worker=worker, session=session, verdicts=verdicts, save_runs=save_runs,
-                                            summaries=summaries), "pricer-relay")
+                                            summaries=summaries, views=views), "pricer-relay")
 
 
 def finish(config: pytest.Config, session: EvalSession) -> bool:
