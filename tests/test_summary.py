@@ -52,7 +52,7 @@ def test_failing_block_names_the_measure_its_row_the_items_the_chart_and_the_acc
     assert any(line.startswith("- Error is worse by \\$") for line in lines)
     assert row_of(lines, "Error")[-1] == "WORSE"
     assert len(row_of(lines, "Error")) == len(row_of(lines, "measure"))
-    assert any(line.startswith("| absurd answers (\\> \\$") for line in lines)  # the tail rule's row
+    assert any(line.startswith("| absurd answers (\\> 10x guess") for line in lines)  # the tail rule's row
     assert f"- #{N} item {N} \\| 50\\$ off: truth" in "\n".join(lines)  # its absurd answer
     worst = row_of(lines, f"#{verdict.worst[0].index}")
     assert worst[1] == f"item {verdict.worst[0].index} \\| 50\\$ off"  # a title's pipe stays inside its cell
