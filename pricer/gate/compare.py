@@ -13,7 +13,7 @@ from pricer.engines.evaluate import RunResult, score_run
 from pricer.engines.predict import Prediction
 from pricer.errors import BaselineError, DataError
 from pricer.files import read_text
-from pricer.gate.references import anchor_label, verdict_word, with_references
+from pricer.gate.references import anchor_label, becomes_anchor, verdict_word, with_references
 from pricer.gate.verdict import GateConfig, Verdict, compare
 from pricer.store.baselines import Baseline, json_lines, read_baseline, write_baseline
 from pricer.store.fingerprint import FieldChange, Fingerprint
@@ -152,9 +152,10 @@ def accept_run(baseline_path: Path, run_path: Path, *, reason: str, config: Gate
     items = [Item(index=b.index, prompt="", price=b.truth, title=b.title) for b in run.items]
     predictions = [Prediction(guess=b.guess, completion=b.completion, parsed=b.parsed) for b in run.items]
     word = "" if judged.not_comparable else verdict_word(judged)
+    drift = dict(judged.references).get(anchor_label(previous.anchor)) if previous.anchor else None
     write_baseline(previous.path, run=score_run(previous.name, items, predictions), fingerprint=run.fingerprint,
                    reason=reason, previous=previous, verdict=word + (f", accepted: {kept}" if kept else ""),
-                   trade_off=kept)
+                   trade_off=kept, new_anchor=becomes_anchor(judged, drift))
     return previous, judged
 
 

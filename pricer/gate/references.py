@@ -42,6 +42,16 @@ def replaced_what(verdict: Verdict) -> str:
     return " and ".join(kind for kind, names in REPLACED.items() if fields & set(names))
 
 
+def becomes_anchor(judged: Verdict, drift: Verdict | None) -> bool:
+    """Whether a run stored as the baseline becomes the anchor drift is measured from: a trade-off accepted on purpose
+    (judged worse), or a run better than the best state accepted so far (`drift`: judged against the anchor; None
+    where the baseline it replaces is that state). A run only not worse leaves the anchor where it is."""
+    if judged.worse:
+        return True
+    best = judged if drift is None else drift
+    return not best.not_comparable and bool(best.better)
+
+
 def anchor_label(anchor: Anchor) -> str:
     """How the verdict names the anchor: when it was stored and why."""
     return f"the anchor of {anchor.date[:10]} ({anchor.reason})"
