@@ -381,6 +381,24 @@ def test_a_chain_of_accepted_steps_is_judged_against_the_best_state_accepted(tmp
     assert not any(j.failed for j in step.judgements) and not step.large.failed  # the last step alone passes
 
 
+def test_accepting_a_run_worse_than_the_anchor_needs_the_trade_off_and_then_anchors_there(tmp_path, data_dir, capsys):
+    from pricer.cli.main import main
+
+    baseline, adapter, tweak, second_tweak = write_runs(tmp_path, data_dir, shares=(1.6, 1.0, 1.08, 1.16))
+    assert main(["accept", str(baseline), str(adapter), "--reason", "the adapter"]) == 0
+    assert main(["accept", str(baseline), str(tweak), "--reason", "a small tweak"]) == 0
+    capsys.readouterr()
+
+    assert main(["accept", str(baseline), str(second_tweak), "--reason", "another tweak"]) == 2
+
+    date = read_baseline(baseline).anchor.date[:10]
+    assert (f"not replaced: {second_tweak} is WORSE than the anchor of {date} (the adapter), the best state accepted "
+            "so far:") in capsys.readouterr().err
+    assert main(["accept", str(baseline), str(second_tweak), "--reason", "another tweak",
+                 "--accept-worse", "a shorter prompt"]) == 0
+    assert read_baseline(baseline).anchor is None  # the trade-off is where drift is measured from now
+
+
 def test_a_trade_off_accepted_on_purpose_anchors_with_its_reason(tmp_path, data_dir, capsys):
     from pricer.cli.main import main
 

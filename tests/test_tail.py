@@ -164,8 +164,8 @@ def test_before_gating_the_rule_says_what_counts_and_what_flips_allow():
 
     counted = "tail rule: an answer above 10x the baseline's answer for its item and 2x its truth is absurd"
     assert base_text.startswith(counted) and fine_text.startswith(counted)
-    assert "1 more per 1.5 answers that got better, as this baseline answers absurdly itself" in base_text
-    assert "1 more per 4 answers that got better (flips go both ways)" in fine_text
+    assert "plus 1 per 1.5 answers that got better, as this baseline answers absurdly itself" in base_text
+    assert "plus 1 per 4 answers that got better (flips go both ways)" in fine_text
     assert "left to the log error" not in base_text  # no blind spot: each answer is judged on its own item
 
 

@@ -144,15 +144,18 @@ def accept_run(baseline_path: Path, run_path: Path, *, reason: str, config: Gate
                         "the run in the baseline format (pytest --pricer-save-runs DIR, pricer eval --save-run PATH)")
     run = read_baseline(run_path)
     judged = compare_run(previous, read_run(run_path), config, intervals=False).verdict
+    label = anchor_label(previous.anchor) if previous.anchor else ""
+    drift = dict(judged.references).get(label)
     if judged.worse and not trade_off.strip():
         command = accept_advice(previous.path, Path(run_path), worse=True, reason=reason)
-        raise BaselineError(f"{previous.path}: not replaced: {run_path} is WORSE than it:\n{judged.message()}\n"
+        only_drift = drift is not None and all(r.startswith(f"against {label}") for r in judged.reasons)
+        than = f"{label}, the best state accepted so far" if only_drift else "it"
+        raise BaselineError(f"{previous.path}: not replaced: {run_path} is WORSE than {than}:\n{judged.message()}\n"
                             f"to store it all the same, name the trade-off: {command}")
     kept = trade_off.strip() if judged.worse else ""
     items = [Item(index=b.index, prompt="", price=b.truth, title=b.title) for b in run.items]
     predictions = [Prediction(guess=b.guess, completion=b.completion, parsed=b.parsed) for b in run.items]
     word = "" if judged.not_comparable else verdict_word(judged)
-    drift = dict(judged.references).get(anchor_label(previous.anchor)) if previous.anchor else None
     write_baseline(previous.path, run=score_run(previous.name, items, predictions), fingerprint=run.fingerprint,
                    reason=reason, previous=previous, verdict=word + (f", accepted: {kept}" if kept else ""),
                    trade_off=kept, new_anchor=becomes_anchor(judged, drift))
