@@ -66,7 +66,8 @@ def test_passing_block_says_so_and_offers_no_command(tmp_path):
     lines = summary.verdict_block(verdict, title="constant", baseline="b.json", accept="never shown")
 
     assert verdict.passed and lines[0] == "### constant: passed"
-    assert row_of(lines, "Error")[-1] == "ok" and "never shown" not in "\n".join(lines)
+    # One absurd answer (within the tail budget) moves the plain Error past its tolerance: never "ok" beside it.
+    assert row_of(lines, "Error")[-1] == "not counted" and "never shown" not in "\n".join(lines)
 
 
 def test_junit_properties_carry_every_column_of_every_measure_and_the_verdict(tmp_path):
