@@ -122,16 +122,17 @@ def test_update_stores_a_worse_run_with_the_trade_off_named_and_drift_restarts_t
     assert [h.reason for h in baseline.history] == ["first"]
 
 
-def test_update_records_how_the_new_baseline_was_judged_and_anchors_the_first(project, data_dir):
+def test_update_records_how_the_new_baseline_was_judged_and_an_improvement_becomes_the_anchor(project, data_dir):
     update(project, data_dir, "constant", "first").assert_outcomes(failed=1)
-    first = read_baseline(stored(project))
 
-    update(project, data_dir, "bow", "a real model").assert_outcomes(failed=1)
+    result = update(project, data_dir, "bow", "a real model")
 
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["judged against the baseline it replaces: better (*); better than the best state "
+                                 "accepted so far: drift is measured from this run on"])
     baseline = read_baseline(stored(project))
-    assert baseline.verdict and not baseline.verdict.startswith("WORSE"), baseline.verdict
-    assert baseline.anchor is not None and baseline.anchor.items == first.items
-    assert baseline.anchor.reason == "first"
+    assert baseline.verdict.startswith("better ("), baseline.verdict
+    assert baseline.anchor is None  # the improvement is the state later drift is judged against
     assert (baseline.history[0].reason, baseline.history[0].verdict) == ("first", "")
 
 
@@ -396,3 +397,83 @@ def test_compare_summary_includes_the_comparison_with_the_anchor(tmp_path, data_
     summary = (tmp_path / "summary.md").read_text()
     assert code == 1 and "#### Against the anchor of " in summary and "(step 0)" in summary
     assert "- against the anchor of " in summary
+
+
+# The anchor ratchets: an accepted improvement (or trade-off) is the state later drift is judged against.
+
+def write_runs(folder: Path, data: Path, *, shares: tuple[float, ...]) -> list[Path]:
+    """Runs in the baseline format, one per share (the bag of words' guesses `share` times further from the truth in
+    log terms); the first is the baseline (baselines/classic.json), the others run files beside it."""
+    from pricer.engines.classic import train_classic
+    from pricer.engines.evaluate import score_run
+    from pricer.engines.predict import Prediction
+    from pricer.store.baselines import write_baseline
+    from pricer.store.fingerprint import Fingerprint
+    from pricer.task.items import DataSpec
+    from pricer.task.load import load_items
+
+    items = load_items(DataSpec(source=str(data), n=N))
+    honest = train_classic("bow", load_items(DataSpec(source=str(data), split="train", n=None))).predict(items)
+    fingerprint = Fingerprint(decisive={"predictor": "bow", "n": N})
+    paths = []
+    for step, share in enumerate(shares):
+        guesses = [Prediction(guess=item.price * (p.guess / item.price) ** share, completion=None, parsed=True)
+                   for item, p in zip(items, honest)]
+        path = folder / "baselines" / "classic.json" if step == 0 else folder / f"step-{step}.json"
+        write_baseline(path, run=score_run("bow", items, guesses), fingerprint=fingerprint, reason=f"step {step}",
+                       previous=None)
+        paths.append(path)
+    return paths
+
+
+def test_a_chain_of_accepted_steps_is_judged_against_the_best_state_accepted(tmp_path, data_dir, capsys):
+    from pricer.cli.main import main
+    from pricer.gate.compare import compare_run, read_run
+    from pricer.gate.verdict import GateConfig
+
+    baseline, adapter, tweak, second_tweak = write_runs(tmp_path, data_dir, shares=(1.6, 1.0, 1.08, 1.16))
+
+    assert main(["accept", str(baseline), str(adapter), "--reason", "the adapter"]) == 0
+    assert "judged better (" in capsys.readouterr().out
+    assert main(["accept", str(baseline), str(tweak), "--reason", "a small tweak"]) == 0  # passes on its own
+    assert "judged not worse" in capsys.readouterr().out
+    assert read_baseline(baseline).anchor.reason == "the adapter"  # the improvement anchors, the tweak does not
+    code = main(["compare", str(baseline), str(second_tweak)])
+
+    out = capsys.readouterr().out
+    assert code == 1, out
+    date = read_baseline(baseline).anchor.date[:10]
+    assert out.startswith(f"{baseline}: bow: FAILED: against the anchor of {date} (the adapter): Error is worse by"), out
+    step = compare_run(read_baseline(baseline), read_run(second_tweak), GateConfig(), intervals=False).verdict
+    assert not any(j.failed for j in step.judgements) and not step.large.failed  # the last step alone passes
+
+
+def test_accepting_a_run_worse_than_the_anchor_needs_the_trade_off_and_then_anchors_there(tmp_path, data_dir, capsys):
+    from pricer.cli.main import main
+
+    baseline, adapter, tweak, second_tweak = write_runs(tmp_path, data_dir, shares=(1.6, 1.0, 1.08, 1.16))
+    assert main(["accept", str(baseline), str(adapter), "--reason", "the adapter"]) == 0
+    assert main(["accept", str(baseline), str(tweak), "--reason", "a small tweak"]) == 0
+    capsys.readouterr()
+
+    assert main(["accept", str(baseline), str(second_tweak), "--reason", "another tweak"]) == 2
+
+    date = read_baseline(baseline).anchor.date[:10]
+    assert (f"not replaced: {second_tweak} is WORSE than the anchor of {date} (the adapter), the best state accepted "
+            "so far:") in capsys.readouterr().err
+    assert main(["accept", str(baseline), str(second_tweak), "--reason", "another tweak",
+                 "--accept-worse", "a shorter prompt"]) == 0
+    assert read_baseline(baseline).anchor is None  # the trade-off is where drift is measured from now
+
+
+def test_a_trade_off_accepted_on_purpose_anchors_with_its_reason(tmp_path, data_dir, capsys):
+    from pricer.cli.main import main
+
+    baseline, cheaper, same = write_runs(tmp_path, data_dir, shares=(1.0, 1.3, 1.3))
+
+    assert main(["accept", str(baseline), str(cheaper), "--reason", "a smaller model",
+                 "--accept-worse", "half the memory"]) == 0
+    assert "drift is measured from this run on (the anchor)" in capsys.readouterr().out
+    assert main(["accept", str(baseline), str(same), "--reason", "rerun"]) == 0
+
+    assert read_baseline(baseline).anchor.reason == "a smaller model; accepted worse: half the memory"

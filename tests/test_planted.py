@@ -105,6 +105,19 @@ def test_three_absurd_answers_are_caught_on_the_fine_tuned_model_in_every_class_
         assert row["caught_by"]["tail"] == row["runs"], row
 
 
+@pytest.mark.parametrize("kind", ["3 answers become $99,999", "3 answers x100"])
+def test_three_catastrophes_are_caught_on_the_base_model_in_every_class(planted, stored, kind):
+    """The base model answers up to $100,000 itself: each new answer is judged against its own item, not against
+    the baseline's largest, so three catastrophes fail there as on the fine-tuned model."""
+    base = [s for s in stored if planted.MODELS[s.model] == "base" and s.width in FAST_WIDTHS]
+
+    rows = planted.planted_rows(base, GateConfig(), runs=1, cross=False, old=False, kinds=(kind,))
+
+    assert {r["class"] for r in rows} == {c for s in stored for c in s.classes}
+    for row in rows:
+        assert row["new"] == row["runs"] == row["caught_by"]["tail"] == 2, row
+
+
 @pytest.mark.parametrize("kind", ["1 answer becomes $99,999", "3 answers x10"])
 def test_rare_small_changes_are_reported_not_failed(planted, stored, kind):
     """One absurd answer is within the budget; three answers x10 stay below the absurd threshold: both pass, and

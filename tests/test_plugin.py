@@ -341,7 +341,7 @@ def test_gate_fails_on_three_absurd_answers_and_lists_them(baselined, data_dir):
 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*constant: FAILED: 3 absurd answers (above $*, 10x the baseline's largest answer $*, and 10x their truth), "
+        "*constant: FAILED: 3 absurd answers (above 10x the baseline's answer for its item and 2x its truth), "
         "more than the tail budget of 1*",
         "absurd answers (tail budget 1):",
         "  #6 *: truth $*, baseline guess $*, now $99,999.00",

@@ -72,9 +72,12 @@ def run_accept(args: argparse.Namespace) -> int:
             raise OptionError(problem)
     previous, judged = accept_run(args.baseline, args.run_file, reason=args.reason, config=_gate_config(args),
                                   trade_off=args.accept_worse or "")
+    from pricer.store.baselines import read_baseline
+
     how = "" if judged.not_comparable else f", judged {verdict_word(judged)}"
+    anchored = "" if read_baseline(previous.path).anchor else "; drift is measured from this run on (the anchor)"
     print(f"{previous.path}: baseline replaced by {args.run_file} (Error ${previous.metrics['error']:,.2f} before"
-          f"{how}), reason: {args.reason.strip()}; commit it")
+          f"{how}), reason: {args.reason.strip()}{anchored}; commit it")
     return 0
 
 

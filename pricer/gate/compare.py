@@ -13,7 +13,7 @@ from pricer.engines.evaluate import RunResult, score_run
 from pricer.engines.predict import Prediction
 from pricer.errors import BaselineError, DataError
 from pricer.files import read_text
-from pricer.gate.references import anchor_label, verdict_word, with_references
+from pricer.gate.references import anchor_label, becomes_anchor, verdict_word, with_references
 from pricer.gate.verdict import GateConfig, Verdict, compare
 from pricer.store.baselines import Baseline, json_lines, read_baseline, write_baseline
 from pricer.store.fingerprint import FieldChange, Fingerprint
@@ -149,9 +149,13 @@ def accept_run(baseline_path: Path, run_path: Path, *, reason: str, config: Gate
         raise BaselineError(f"{previous.path}: not replaced: {run_path} is not comparable with it, a run of another "
                             f"width (bits: baseline {width.baseline!r}, now {width.now!r}); accept it onto that "
                             "width's baseline")
+    label = anchor_label(previous.anchor) if previous.anchor else ""
+    drift = dict(judged.references).get(label)
     if judged.worse and not trade_off.strip():
         command = accept_advice(previous.path, Path(run_path), worse=True, reason=reason)
-        raise BaselineError(f"{previous.path}: not replaced: {run_path} is WORSE than it:\n{judged.message()}\n"
+        only_drift = drift is not None and all(r.startswith(f"against {label}") for r in judged.reasons)
+        than = f"{label}, the best state accepted so far" if only_drift else "it"
+        raise BaselineError(f"{previous.path}: not replaced: {run_path} is WORSE than {than}:\n{judged.message()}\n"
                             f"to store it all the same, name the trade-off: {command}")
     kept = trade_off.strip() if judged.worse else ""
     items = [Item(index=b.index, prompt="", price=b.truth, title=b.title) for b in run.items]
@@ -159,7 +163,7 @@ def accept_run(baseline_path: Path, run_path: Path, *, reason: str, config: Gate
     word = "" if judged.not_comparable else verdict_word(judged)
     write_baseline(previous.path, run=score_run(previous.name, items, predictions), fingerprint=run.fingerprint,
                    reason=reason, previous=previous, verdict=word + (f", accepted: {kept}" if kept else ""),
-                   trade_off=kept)
+                   trade_off=kept, new_anchor=becomes_anchor(judged, drift))
     return previous, judged
 
 

@@ -68,6 +68,16 @@ def _replacing(verdict: Verdict, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c.field for c in verdict.changes if c.field in names or (prefixes and c.field.startswith(prefixes)))
 
 
+def becomes_anchor(judged: Verdict, drift: Verdict | None) -> bool:
+    """Whether a run stored as the baseline becomes the anchor drift is measured from: a trade-off accepted on purpose
+    (judged worse), or a run better than the best state accepted so far (`drift`: judged against the anchor; None
+    where the baseline it replaces is that state). A run only not worse leaves the anchor where it is."""
+    if judged.worse:
+        return True
+    best = judged if drift is None else drift
+    return not best.not_comparable and bool(best.better)
+
+
 def anchor_label(anchor: Anchor) -> str:
     """How the verdict names the anchor: when it was stored and why."""
     return f"{ANCHOR_WORDS} of {anchor.date[:10]} ({anchor.reason})"

@@ -1,6 +1,6 @@
 """Rules for the few items the paired tests cannot see (a test of k changed items reaches p = 1/2**k at best): the tail
-rule counts absurd answers against a budget, and the large-moves rule fails a plain Error change past twice its
-tolerance whose large moves all went one way."""
+rule counts absurd answers, each judged against its own item, beyond what the run's other flips allow; the large-moves
+rule fails a plain Error change past twice its tolerance whose large moves all went one way."""
 
 from __future__ import annotations
 
@@ -8,29 +8,48 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pricer.gate.measures import ERROR_TRIM, p_text
+from pricer.gate.measures import ERROR_TRIM, ROUNDING, Judgement, moved_most, p_text
+from pricer.store.baselines import BaselineItem
 
-# Measured on the committed baselines of both models, every width and class (benchmarks/planted_regressions.py):
-# no real rerun on another class, both ways round, gave an answer above 10x the baseline's largest; 55 of 2,400
-# simulated hardware-flip reruns gave one, none two. A factor of 5 would have given up to 4 in those reruns.
+# An answer is absurd when it is more than FACTOR times the baseline's answer for its item and more than TRUTH_FACTOR
+# times its truth: judged on its own item, so a baseline that answers $100,000 elsewhere hides nothing. Measured on
+# the committed baselines of both models, every width and class (benchmarks/planted_regressions.py): answers at
+# $99,999 or made x100 land there whenever they got worse by more than a little; a base-model answer of $12.99 for a
+# $926 item made $1,299 does not, and is closer to its truth than before.
 FACTOR = 10.0
-BUDGET = 1  # absurd answers a same-class rerun may add and still pass
-CROSS_CLASS_BUDGET = 2  # across classes greedy decodes flip more; the largest seen added none, the sims one
+TRUTH_FACTOR = 2.0
+BUDGET = 1  # absurd answers a run may add and pass, whatever else moved
+CROSS_CLASS_BUDGET = 2  # across classes greedy decodes flip more
+# A rerun that flips many answers flips some into absurd ones and others back: a real rerun of the base model on its
+# own class (batch 8 instead of the token budget, 8 bits) made 12 absurd answers among 67 changed, 37 closer to their
+# truth; simulated flips up to 15 among 94 (43 closer), on the fine-tuned model 6 among 84 (44 closer). So answers
+# that got better buy more: one absurd answer per PER_BETTER_ABSURD of them on a
+# baseline that answers absurdly itself, per PER_BETTER on any other. Both are the largest with no false alarm in
+# 1,200 further simulated no-change reruns per model (the table's 180 allowed up to 2.4 and 8.8); a catastrophe
+# moves few answers and makes none better, so it keeps the bare budget. An answer made worse never adds to it.
+PER_BETTER_ABSURD = 1.5
+PER_BETTER = 4.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TailRule:
-    """An answer is absurd when it is more than `factor` times both its item's truth and the largest answer in the
-    baseline; more than `budget` of them fails the gate (`budget=None`: the rule is off)."""
+    """An answer is absurd when it is more than `factor` times the baseline's answer for its item and TRUTH_FACTOR
+    times its truth (across classes, also above the baseline's largest answer: greedy decodes on another device flip
+    within the model's own repertoire); more than `budget` new ones, plus the allowance the run's improvements buy,
+    fail the gate (`budget=None`: the rule is off)."""
 
     factor: float = FACTOR
     budget: int | None = BUDGET
+    repertoire: bool = False  # across classes: only answers above the baseline's largest count
 
-    def threshold(self, baseline_guesses: Sequence[float]) -> float:
-        return self.factor * max(baseline_guesses, default=0.0)
+    def is_absurd(self, guess: float, truth: float, before: float, *, largest: float = 0.0) -> bool:
+        return (guess > self.factor * before and guess > TRUTH_FACTOR * truth
+                and (not self.repertoire or guess > largest))
 
-    def is_absurd(self, guess: float, truth: float, *, threshold: float) -> bool:
-        return guess > threshold and guess > self.factor * truth
+    def criterion(self, largest: float) -> str:
+        """What makes an answer absurd, in words."""
+        text = f"above {self.factor:g}x the baseline's answer for its item and {TRUTH_FACTOR:g}x its truth"
+        return text + (f", and above the baseline's largest answer ${largest:,.0f}" if self.repertoire else "")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,28 +63,45 @@ class AbsurdItem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TailCheck:
-    """The tail rule applied to one run: which answers are new and absurd, against which threshold and budget."""
+    """The tail rule applied to one run: which answers are new and absurd, and the budget they are held to."""
 
     rule: TailRule
-    threshold: float  # dollars: an answer above it (and above factor x its truth) is absurd
     baseline_largest: float
     items: tuple[AbsurdItem, ...]
+    better: int = 0  # answers closer to their truth than the baseline's
+    per_better: float = PER_BETTER  # answers that got better per absurd answer allowed beyond the budget
+
+    @property
+    def allowance(self) -> int:
+        return math.floor(self.better / self.per_better)
+
+    @property
+    def budget(self) -> int | None:
+        return None if self.rule.budget is None else self.rule.budget + self.allowance
 
     @property
     def failed(self) -> bool:
-        return self.rule.budget is not None and len(self.items) > self.rule.budget
+        return self.budget is not None and len(self.items) > self.budget
+
+    def budget_text(self) -> str:
+        """The budget and where its allowance comes from: "1", or "3 (1, and 1 per 2 of the 5 answers that got better)"."""
+        if self.budget is None:
+            return "off"
+        if not self.allowance:
+            return str(self.budget)
+        return (f"{self.budget} ({self.rule.budget}, and 1 per {self.per_better:g} of the {self.better} answers that got "
+                f"better)")
 
     def reason(self) -> str:
-        return (f"{len(self.items)} absurd answers (above ${self.threshold:,.2f}, {self.rule.factor:g}x the "
-                f"baseline's largest answer ${self.baseline_largest:,.2f}, and {self.rule.factor:g}x their truth), "
-                f"more than the tail budget of {self.rule.budget}")
+        return (f"{len(self.items)} absurd answers ({self.rule.criterion(self.baseline_largest)}), more than the tail "
+                f"budget of {self.budget_text()}")
 
     def row(self) -> tuple[str, ...]:
-        """The tail's line under the measures table: threshold, count, budget, verdict."""
-        budget = "off" if self.rule.budget is None else str(self.rule.budget)
+        """The tail's line under the measures table: criterion, count, budget, verdict."""
         count = f"+{len(self.items)}"
-        return (f"absurd answers (> ${self.threshold:,.0f})", "0", str(len(self.items)), count, count, "-", "-", "-",
-                budget, "1 item", "-", "WORSE" if self.failed else "ok")
+        label = f"absurd answers (> {self.rule.factor:g}x guess, {TRUTH_FACTOR:g}x truth)"
+        return (label, "0", str(len(self.items)), count, count, "-", "-", "-",
+                "off" if self.budget is None else str(self.budget), "1 item", "-", "WORSE" if self.failed else "ok")
 
     def lines(self) -> list[str]:
         """The absurd items, for the failure message: truth, baseline guess, now."""
@@ -76,13 +112,15 @@ class TailCheck:
 def check_tail(rule: TailRule, *, indices: Sequence[int], titles: Sequence[str], truths: Sequence[float],
                before: Sequence[float], now: Sequence[float]) -> TailCheck:
     """New absurd answers of a run against its baseline, item by item (the same items, in the same order)."""
-    threshold = rule.threshold(before)
+    largest = max(before, default=0.0)
     items = tuple(
         AbsurdItem(index=i, title=title, truth=t, before=b, now=n)
         for i, title, t, b, n in zip(indices, titles, truths, before, now)
-        if rule.is_absurd(n, t, threshold=threshold) and not rule.is_absurd(b, t, threshold=threshold)
+        if rule.is_absurd(n, t, b, largest=largest)
     )
-    return TailCheck(rule=rule, threshold=threshold, baseline_largest=max(before, default=0.0), items=items)
+    better = sum(1 for t, b, n in zip(truths, before, now) if abs(n - t) < abs(b - t) - ROUNDING)
+    per_better = PER_BETTER_ABSURD if answers_absurdly(before, truths, factor=rule.factor) else PER_BETTER
+    return TailCheck(rule=rule, baseline_largest=largest, items=items, better=better, per_better=per_better)
 
 
 def answers_absurdly(guesses: Sequence[float], truths: Sequence[float], *, factor: float = FACTOR) -> bool:
@@ -139,10 +177,52 @@ def large_moves(*, before: Sequence[float], now: Sequence[float], tolerance: flo
                       worse=worse, better=better, p_worse=p, alpha=alpha)
 
 
+def error_word(error: Judgement, tail: TailCheck, large: LargeMoves | None) -> str:
+    """Error's verdict in the table: never "ok" beside a plain change beyond its tolerance. WORSE when its test
+    failed, or when the tail or the large-moves rule failed on the items that moved it; "not counted" when the run
+    passes all the same (the first line says why)."""
+    if error.failed or error.mean_change <= error.measure.tolerance:
+        return "WORSE" if error.failed else "better" if error.better else "ok"
+    return "WORSE" if tail.failed or (large is not None and large.failed) else "not counted"
+
+
+def why_passed(error: Judgement, large: LargeMoves | None, before: Sequence[BaselineItem]) -> str:
+    """Why a passing run's plain mean Error change beyond its tolerance does not count, in words a reader can check:
+    the items that moved it, and the rule that sets them aside; "" when the plain change is within the tolerance."""
+    m = error.measure
+    if error.mean_change <= m.tolerance:
+        return ""
+    worse = m.worse
+    moved = [i for i, w in enumerate(worse) if w > 0]
+    top = moved_most(m, count=3)
+    carried = math.fsum(worse[i] for i in top) / math.fsum(worse) if math.fsum(worse) > 0 else 1.0
+    items = ", ".join(f"#{before[i].index} {m.amount(worse[i])}" for i in top)
+    text = (f"Error's plain mean is worse by {m.amount(error.mean_change, signed=False)}{error._share(error.mean_change)}, "
+            f"beyond its tolerance {m.amount(m.tolerance, signed=False)}, through {_count(len(moved), 'item')} that got "
+            f"worse ({items} carry {min(carried, 1.0):.0%} of it)")
+    if large is None:  # the trimmed mean
+        return (f"{text}; it does not count: this baseline answers absurdly itself (up to "
+                f"${max(b.guess for b in before):,.0f}), so Error is judged on its {m.test.trim:.0%}-trimmed mean, which "
+                f"cuts the largest {m.test.trim:.0%} of changes each way: {m.amount(error.worsening)} (the log error "
+                f"still sees them)")
+    better = sum(1 for w in worse if w < 0)
+    text += (f"; it does not count: {len(moved)} worse and {better} better are not significant (Holm "
+             f"p={p_text(error.p_holm)}, not below {error.alpha})")
+    if error.mean_change > large.limit:
+        text += (f", and its large moves (over ${large.threshold:,.2f}) went {len(large.worse)} worse, "
+                 f"{len(large.better)} better, sign test p={p_text(large.p_worse)}")
+    else:
+        text += ", and it is within twice the tolerance, where the large-moves rule starts"
+    return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def visibility(rule: TailRule, *, guesses: Sequence[float], truths: Sequence[float], trim: float = ERROR_TRIM) -> str:
-    """Before gating: what the tail rule sees with this baseline, and what it cannot (a baseline that already
-    answers absurdly, like a base model's $100,000, lifts the threshold out of reach of most catastrophes); then
-    which Error rule applies to this baseline."""
+    """Before gating: what the tail rule counts with this baseline and how much its flips allow; then which Error
+    rule applies to this baseline."""
     return f"{_tail_text(rule, guesses=guesses, truths=truths)}; {error_rule(guesses, truths, factor=rule.factor, trim=trim)}"
 
 
@@ -159,13 +239,7 @@ def error_rule(guesses: Sequence[float], truths: Sequence[float], *, factor: flo
 def _tail_text(rule: TailRule, *, guesses: Sequence[float], truths: Sequence[float]) -> str:
     if rule.budget is None or not guesses:
         return "tail rule off"
-    threshold = rule.threshold(guesses)
-    text = (f"tail rule: answers above ${threshold:,.0f} ({rule.factor:g}x this baseline's largest, "
-            f"${max(guesses):,.0f}) and {rule.factor:g}x their truth are absurd; more than {rule.budget} fail")
-    largest_truth = max(truths, default=0.0)
-    if max(guesses) > rule.factor * largest_truth:
-        median = sorted(guesses)[len(guesses) // 2]
-        text += (f"; this baseline already answers up to ${max(guesses):,.0f} ({max(guesses) / max(median, 1.0):,.0f}x "
-                 f"its median answer, {max(guesses) / largest_truth:,.0f}x the largest truth), so new answers below "
-                 f"${threshold:,.0f} are left to the log error")
-    return text if math.isfinite(threshold) else "tail rule: no finite threshold"
+    per_better = PER_BETTER_ABSURD if answers_absurdly(guesses, truths, factor=rule.factor) else PER_BETTER
+    why = ", as this baseline answers absurdly itself" if per_better == PER_BETTER_ABSURD else ""
+    return (f"tail rule: an answer {rule.criterion(max(guesses))} is absurd; a run fails with more than "
+            f"{rule.budget} new, plus 1 per {per_better:g} answers that got better{why} (flips go both ways)")

@@ -12,7 +12,7 @@ from pricer.engines.evaluate import RunResult
 from pricer.gate.measures import (CONFIDENCE, ERROR_TRIM, ROW_HEADERS, Judgement, McNemar, Measure, PairedMean, judge,
                                   moved_most, p_text)
 from pricer.gate.tail import (BUDGET, CROSS_CLASS_BUDGET, FACTOR, LargeMoves, TailCheck, TailRule, answers_absurdly,
-                              check_tail, large_moves)
+                              check_tail, error_word, large_moves, why_passed)
 from pricer.store.baselines import Baseline, BaselineItem
 from pricer.store.fingerprint import FieldChange, Fingerprint, differences, unrecorded_text
 from pricer.store.hardware import class_of_fingerprint
@@ -45,10 +45,13 @@ class GateConfig:
     # passed 12 of 250 answers at $999 (+27.5% plain Error) there; the plain mean raised no alarm in 246 no-change
     # runs of that model (benchmarks/planted_regressions.py).
     error_trim: float = ERROR_TRIM
-    # The tail rule (pricer/gate/tail.py): answers above tail_factor x the baseline's largest and their truth are absurd;
-    # more than tail_budget of them fail, however few, since the tests above cannot see a handful. None: off.
+    # The tail rule (pricer/gate/tail.py): answers above tail_factor x the baseline's answer for their item and 3x
+    # their truth are absurd; more than tail_budget of them (plus what the run's improvements allow) fail, however
+    # few, since the tests above cannot see a handful. None: off. tail_repertoire (the cross-class rule): only
+    # answers above the baseline's largest count.
     tail_factor: float = FACTOR
     tail_budget: int | None = BUDGET
+    tail_repertoire: bool = False
     alpha: float = ALPHA
     max_error: float | None = None
     min_hits: float | None = None
@@ -60,7 +63,7 @@ class GateConfig:
 
     @property
     def tail(self) -> TailRule:
-        return TailRule(factor=self.tail_factor, budget=self.tail_budget)
+        return TailRule(factor=self.tail_factor, budget=self.tail_budget, repertoire=self.tail_repertoire)
 
     def across_classes(self) -> GateConfig:
         """The cross-class rule: this config with its trimming and tolerances raised to at least CROSS_CLASS's."""
@@ -72,6 +75,7 @@ class GateConfig:
             hits_tolerance=max(self.hits_tolerance, floor.hits_tolerance),
             unparsed_tolerance=max(self.unparsed_tolerance, floor.unparsed_tolerance),
             tail_budget=None if self.tail_budget is None else max(self.tail_budget, floor.tail_budget or 0),
+            tail_repertoire=True,
         )
 
 
@@ -86,6 +90,9 @@ class GateConfig:
 # width and class is all we have, so the cross-class rule keeps a margin:
 # Error 10%, log error 15% (2.4x the largest seen), Hits 5 points. It still catches the large planted kinds
 # (completions without a price, guesses misaligned with their items, prices cut short): see the table in docs/gate.md.
+# Its tail rule counts only answers above the baseline's largest: the base model's 4-bit fp32 baseline against the
+# bf16 classes got 11 answers of $12,000-$12,500 for $150-$540 items where it answered $12 (its Error x4.2), all
+# within the model's own repertoire; no real or simulated cross-class run put more than one above it.
 CROSS_CLASS = GateConfig(error_trim=0.05, tolerance_share=0.10, log_tolerance=0.15, hits_tolerance=0.05,
                          unparsed_tolerance=0.01, tail_budget=CROSS_CLASS_BUDGET)
 
@@ -256,40 +263,6 @@ def trimmed(before: Sequence[BaselineItem], config: GateConfig) -> bool:
     return answers_absurdly([b.guess for b in before], [b.truth for b in before], factor=config.tail_factor)
 
 
-def why_passed(error: Judgement, large: LargeMoves | None, before: Sequence[BaselineItem]) -> str:
-    """Why a passing run's plain mean Error change beyond its tolerance does not count, in words a reader can check:
-    the items that moved it, and the rule that sets them aside; "" when the plain change is within the tolerance."""
-    m = error.measure
-    if error.mean_change <= m.tolerance:
-        return ""
-    worse = m.worse
-    moved = [i for i, w in enumerate(worse) if w > 0]
-    top = moved_most(m, count=3)
-    carried = math.fsum(worse[i] for i in top) / math.fsum(worse) if math.fsum(worse) > 0 else 1.0
-    items = ", ".join(f"#{before[i].index} {m.amount(worse[i])}" for i in top)
-    text = (f"Error's plain mean is worse by {m.amount(error.mean_change, signed=False)}{error._share(error.mean_change)}, "
-            f"beyond its tolerance {m.amount(m.tolerance, signed=False)}, through {_count(len(moved), 'item')} that got "
-            f"worse ({items} carry {min(carried, 1.0):.0%} of it)")
-    if large is None:  # the trimmed mean
-        return (f"{text}; it does not count: this baseline answers absurdly itself (up to "
-                f"${max(b.guess for b in before):,.0f}), so Error is judged on its {m.test.trim:.0%}-trimmed mean, which "
-                f"cuts the largest {m.test.trim:.0%} of changes each way: {m.amount(error.worsening)} (the log error "
-                f"still sees them)")
-    better = sum(1 for w in worse if w < 0)
-    text += (f"; it does not count: {len(moved)} worse and {better} better are not significant (Holm "
-             f"p={p_text(error.p_holm)}, not below {error.alpha})")
-    if error.mean_change > large.limit:
-        text += (f", and its large moves (over ${large.threshold:,.2f}) went {len(large.worse)} worse, "
-                 f"{len(large.better)} better, sign test p={p_text(large.p_worse)}")
-    else:
-        text += ", and it is within twice the tolerance, where the large-moves rule starts"
-    return text
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Detectable:
     """The smallest worsening of one measure the gate sees at 80% power (Holm's strictest threshold)."""
@@ -353,6 +326,7 @@ def compare(baseline: Baseline, run: RunResult, fingerprint: Fingerprint, config
     broken, limits = plain_limits(run.metrics, config)
     reasons += broken
     rows = [j.row(limit) for j, limit in zip(judgements, limits)] + ([large.row()] if large else [])
+    rows[0] = (*rows[0][:-1], error_word(error, tail, large))
 
     worst = worst_items((failed or [error])[0].measure, baseline.items, now_items)
     # The callers know the classes (a folder's name); a fingerprint's device and dtype are the width's, which

@@ -147,11 +147,12 @@ OPTIONS: tuple[Option, ...] = (
           help="rise of completions without a price tolerated even when significant, as a share of the items"),
     _gate("tail_budget", name="tail_budget", cli="--tail-budget", commands=("compare",),
           plugin="--pricer-tail-budget", metavar="N", parse=options.budget,
-          help="absurd answers (above {tail_factor} x both their truth and the baseline's largest answer) a run "
-          f"may add and pass; 'off' turns the tail rule off (across classes at least {CROSS_CLASS_BUDGET})"),
+          help="absurd answers (above {tail_factor} x the baseline's answer for their item and twice their truth) a "
+          "run may add and pass, plus one per few answers that got better; 'off' turns the tail rule off (across "
+          f"classes at least {CROSS_CLASS_BUDGET})"),
     _gate("tail_factor", name="tail_factor", cli="--tail-factor", commands=("compare",),
           plugin="--pricer-tail-factor", metavar="X", parse=options.factor,
-          help="how far above the baseline's largest answer, and the item's truth, an answer is absurd"),
+          help="how many times the baseline's answer for its item an answer must be to be absurd"),
     _gate("alpha", name="alpha", cli="--alpha", commands=("compare",), plugin="--pricer-alpha", metavar="P",
           parse=options.significance, help="significance level of the paired tests, Holm-corrected over the measures"),
     _gate("max_error", name="max_error", plugin="--pricer-max-error", metavar="DOLLARS",

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 from pricer.engines.device import COMPUTE_DTYPE_ENV
 from pricer.engines.widths import ORDER
 from pricer.errors import BaselineError, OptionError, PricerError
-from pricer.gate.references import (anchor_label, own_verdict, reference_key, replaced_fields, replaced_what, verdict_word,
-                                    with_references)
+from pricer.gate.references import (anchor_label, becomes_anchor, own_verdict, reference_key, replaced_fields,
+                                    replaced_what, verdict_word, with_references)
 from pricer.gate.tail import visibility
 from pricer.gate.verdict import SMALL_N, Detectable, Verdict, compare, detectable
 from pricer.options.parsers import without
@@ -257,25 +257,36 @@ class WidthGates:
         judged = self._judge(width, previous) if previous is not None else None
         if judged is not None and judged.not_comparable:
             judged = None  # other items or width: nothing to pair with, the message says what differs
+        anchor = previous.anchored() if judged is not None else None
+        drift = self._judge(width, anchor) if anchor is not None else None
+        step_worse = judged is not None and judged.worse
+        if drift is not None:  # a rewrite is held to the best state accepted too, not only to the last step
+            judged = with_references(judged, [(anchor_label(previous.anchor), drift)])
         if judged is not None and judged.worse and not trade_off:
             accept = self.accept_command(width, reason=reason, trade_off="what it buys")
-            raise BaselineError(f"{path}: not rewritten: this run is WORSE than the baseline it would replace:\n"
+            than = ("the baseline it would replace" if step_worse
+                    else f"{anchor_label(previous.anchor)}, the best state accepted so far")
+            raise BaselineError(f"{path}: not rewritten: this run is WORSE than {than}:\n"
                                 f"{judged.message()}\nto store it all the same, name the trade-off: {accept}")
         kept = trade_off if judged is not None and judged.worse else ""
         word = verdict_word(judged) if judged is not None else ""
+        moved = judged is not None and becomes_anchor(judged, drift)
         write_baseline(path, run=run, fingerprint=self.session.fingerprint(width), reason=reason,
-                       previous=previous, verdict=word + (f", accepted: {kept}" if kept else ""), trade_off=kept)
-        moved = ""
+                       previous=previous, verdict=word + (f", accepted: {kept}" if kept else ""), trade_off=kept,
+                       new_anchor=moved)
+        change = ""
         if previous is not None:
             delta = round(run.metrics.error - previous.metrics["error"], 2) + 0.0  # never "-0.00"
-            moved = f" (Error ${previous.metrics['error']:,.2f} -> ${run.metrics.error:,.2f}, {delta:+,.2f})"
+            change = f" (Error ${previous.metrics['error']:,.2f} -> ${run.metrics.error:,.2f}, {delta:+,.2f})"
             if len(run.items) < len(previous.items):  # e.g. a --pricer-n 4 trial rewriting the committed 250
-                moved += (f"; WARNING: {len(run.items)} items replace {len(previous.items)}, so later gates "
-                          f"see only {len(run.items)}: restore it from git unless that is meant")
-        text = f"{path}: baseline rewritten{moved}, reason: {reason}; a rewrite never gates green, re-run to gate"
+                change += (f"; WARNING: {len(run.items)} items replace {len(previous.items)}, so later gates "
+                           f"see only {len(run.items)}: restore it from git unless that is meant")
+        text = f"{path}: baseline rewritten{change}, reason: {reason}; a rewrite never gates green, re-run to gate"
         if judged is not None:
             text += (f"\njudged against the baseline it replaces: {word}"
-                     + (f"; stored as a trade-off: {kept} (drift is measured from this run on)" if kept else "")
+                     + (f"; stored as a trade-off: {kept} (drift is measured from this run on)" if kept
+                        else "; better than the best state accepted so far: drift is measured from this run on"
+                        if moved else "")
                      + f"\n{judged.message()}")
         elif settings.accept_worse:
             text += "\n--pricer-accept-worse was not needed: there was no comparable baseline to be worse than"

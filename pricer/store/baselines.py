@@ -48,8 +48,9 @@ class HistoryEntry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Anchor:
-    """Where drift is measured from: the oldest baseline kept, or the last one stored as worse on purpose. Each
-    rewrite is judged against the one it replaces; small losses that add up are judged against this."""
+    """Where drift is measured from: the best state accepted so far (the first baseline, then each later one that
+    was better than the anchor of its day, or stored as worse on purpose). Each rewrite is judged against the one
+    it replaces; small losses that add up are judged against this."""
 
     name: str
     date: str
@@ -106,10 +107,11 @@ def _checksum(body: Mapping[str, Any]) -> str:
 
 def write_baseline(
     path: Path, *, run: RunResult, fingerprint: Fingerprint, reason: str, previous: Baseline | None,
-    verdict: str = "", trade_off: str = "",
+    verdict: str = "", trade_off: str = "", new_anchor: bool = False,
 ) -> None:
     """Store a run as the baseline, keeping the previous one's metrics, reason and verdict in its history, and the
-    anchor drift is measured from (none when this run is a trade-off accepted on purpose: it is the new reference)."""
+    anchor drift is measured from. A baseline without an anchor is its own: the first one, a trade-off accepted on
+    purpose, and a run better than the anchor (`new_anchor`); the next rewrite anchors on it."""
     if not reason.strip():
         raise BaselineError(f"{path}: a baseline is rewritten only with a reason (--pricer-reason)")
     history = list(previous.history) if previous else []
@@ -117,8 +119,7 @@ def write_baseline(
         history.append(HistoryEntry(date=previous.date, reason=previous.reason, metrics=previous.metrics,
                                     verdict=previous.verdict, trade_off=previous.trade_off))
     commit = commit_info(Path(path).parent)
-    anchor = None if trade_off or previous is None else (previous.anchor or Anchor(
-        name=previous.name, date=previous.date, commit=previous.commit, reason=previous.reason, items=previous.items))
+    anchor = None if trade_off or new_anchor or previous is None else (previous.anchor or _anchor_of(previous))
     if anchor is not None and [(a.index, a.truth) for a in anchor.items] != [(i.index, i.price) for i in run.items]:
         anchor = None  # other items: drift on them cannot be paired
     body = {
@@ -172,6 +173,12 @@ def foreign_file(path: Path) -> str | None:
         return None
     return ("an existing file that is not a run pricer stored; a run replaces only a run: name a new file, or "
             "remove this one first")
+
+
+def _anchor_of(baseline: Baseline) -> Anchor:
+    """A baseline as the anchor of the next: its guesses, date and reason (with the trade-off that let it in)."""
+    reason = f"{baseline.reason}; accepted worse: {baseline.trade_off}" if baseline.trade_off else baseline.reason
+    return Anchor(name=baseline.name, date=baseline.date, commit=baseline.commit, reason=reason, items=baseline.items)
 
 
 def _judged(verdict: str, trade_off: str) -> dict[str, str]:
