@@ -286,7 +286,7 @@ def test_history_per_width_marks_the_trade_offs_accepted_and_the_anchor(tmp_path
     assert [n.split()[0] for n in names] == ["latency", "Error", "the"]
     marks = figure["data"][-1]["text"]
     assert marks == ["baseline stored: first", "accepted as a trade-off: halve memory (4-bit weights)",
-                     "baseline stored: new prompt", "anchor, drift measured from here: 4-bit weights"]
+                     "baseline stored: new prompt", "anchor, drift measured from here: 4-bit weights; accepted worse: halve memory"]
     assert len(figure["layout"]["shapes"]) == 4
 
 

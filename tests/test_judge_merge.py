@@ -375,7 +375,8 @@ def test_an_accepted_trade_off_failing_against_main_is_settled_by_a_reviewer_nev
 
 def test_a_passing_summary_lists_every_comparison_with_its_verdict(project, data_dir):
     update(project, data_dir, "constant", "first").assert_outcomes(failed=1)
-    update(project, data_dir, "bow", "a real model").assert_outcomes(failed=1)
+    update(project, data_dir, "bow", "a real model").assert_outcomes(failed=1)  # better: the anchor from here
+    update(project, data_dir, "bow", "retrained").assert_outcomes(failed=1)  # not worse: the anchor stays
 
     result = gate(project, data_dir, "bow", "--pricer-summary=summary.md", "--junitxml=junit.xml")
 
