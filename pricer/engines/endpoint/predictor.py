@@ -26,6 +26,10 @@ from pricer.task.prompts import parse_price
 # (a "\n" stop would cut "\n\n$12" to "" and count it unparsed), and an empty list makes `transformers serve` 5.24
 # answer 500.
 SAMPLING = {"temperature": 0.0, "top_p": 1.0, "seed": 0, "stop": None}
+# Stored answers of an unfinished run asked again before the rest are reused: a server whose weights or engine
+# changed behind the same model id answers some of them differently (a swapped model changed 8 of 8 in
+# tests/test_endpoint_faults.py), and then none is reused.
+PROOF = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +65,9 @@ class EndpointPredictor:
         self.name = f"{self.identity.model} {width} served"
         self.store = AnswerStore(store_path(config.store_folder(), self._store_identity()))
         self.asked = 0  # requests sent by this process (retries not counted): a resumed run asks only the missing
+        self.answers_asked: int | None = None  # of this run's answers, those the server gave now (proof included)
+        self.answers_reused: int | None = None  # and those kept from an unfinished run, after the proof
+        self.discarded = 0  # stored answers thrown away because the server no longer gave them
         self.recheck: Recheck | None = None
 
     def _store_identity(self) -> dict[str, Any]:
@@ -73,13 +80,19 @@ class EndpointPredictor:
     def body(self, prompt: str) -> dict[str, Any]:
         return {"model": self.identity.model, "prompt": prompt, "max_tokens": self.config.max_new_tokens, **SAMPLING}
 
+    def store_key(self, prompt: str) -> str:
+        """The stored answer's key: the whole request."""
+        return digest(self.body(prompt))
+
     def fields(self) -> dict[str, Any]:
         """The fingerprint's fields for this server: decisive ones named as the in-process path names them."""
         c = self.config
         return {"predictor": "llm", "engine": "endpoint", "bits": bits_of(self.width),
                 "max_new_tokens": c.max_new_tokens, "do_sample": False, **self.identity.fields(),
                 **{f"request_{k}": v for k, v in SAMPLING.items() if v is not None},
-                "concurrency": c.concurrency, "deterministic_mode": c.deterministic,
+                "concurrency": c.concurrency if self.answers_asked else None, "deterministic_mode": c.deterministic,
+                "endpoint_answers_asked": self.answers_asked, "endpoint_answers_reused": self.answers_reused,
+                "endpoint_answers_discarded": self.discarded or None,
                 "system_fingerprint": ",".join(sorted(self.client.system_fingerprints)) or None,
                 "recheck": self.recheck.line() if self.recheck else None}
 
@@ -96,14 +109,33 @@ class EndpointPredictor:
         return predictions
 
     def complete(self, prompts: Sequence[str]) -> list[str]:
-        keys = [digest(self.body(prompt)) for prompt in prompts]
+        """Every prompt's answer, asked of the server now. Answers stored by a run that did not finish are reused
+        only after the server proves itself the same: PROOF of them are asked again, and any difference discards
+        them all. A run that finishes deletes its stored answers, so the next gate asks every item again."""
+        keys = [self.store_key(prompt) for prompt in prompts]
         stored = self.store.load()
-        texts: dict[int, str] = {i: stored[key] for i, key in enumerate(keys) if key in stored}
+        kept: dict[int, str] = {i: stored[key] for i, key in enumerate(keys) if key in stored}
+        texts: dict[int, str] = {}
+        if kept:
+            proof = sorted(kept)[:PROOF]
+            again, failed = self._ask(proof, prompts, keys=None, concurrency=self.config.concurrency)
+            if failed:
+                raise EndpointError(self._no_answer_message(failed, total=len(prompts), answered=len(kept)))
+            if any(again[i] != kept[i] for i in proof):
+                self.discarded = len(kept)
+                self.store.discard()
+                kept = {}
+            else:
+                texts |= again
+        reused = {i: text for i, text in kept.items() if i not in texts}
+        texts |= reused
         missing = [i for i in range(len(prompts)) if i not in texts]
         answered, failed = self._ask(missing, prompts, keys=keys, concurrency=self.config.concurrency)
         texts |= answered
         if failed:
             raise EndpointError(self._no_answer_message(failed, total=len(prompts), answered=len(texts)))
+        self.answers_asked, self.answers_reused = len(prompts) - len(reused), len(reused)
+        self.store.discard()  # the run finished: its answers live in the run, and the next gate asks again
         return [texts[i] for i in range(len(prompts))]
 
     def _ask(self, indices: Sequence[int], prompts: Sequence[str], *, keys: Sequence[str] | None,
@@ -156,10 +188,12 @@ class EndpointPredictor:
     def _no_answer_message(self, failed: list[NoAnswer], *, total: int, answered: int) -> str:
         causes = Counter(_cause_kind(f.cause) for f in failed)
         first = failed[0]
+        kept = (f"The {answered} answers are stored in {self.store.path}: run again to ask only the missing ones "
+                f"(after {PROOF} stored ones, asked again to prove the server unchanged)" if answered and
+                self.store.path.exists() else "No answer was stored: run again to ask every item")
         return (f"{self.client.url}: {len(failed)} of {total} items got no answer, so this run is not scored and "
                 f"writes no baseline ({'; '.join(f'{n} x {kind}' for kind, n in causes.most_common())}); first: item "
-                f"{first.index}: {first.cause}. The {answered} answers are stored in {self.store.path}: run again "
-                "to ask only the missing ones")
+                f"{first.index}: {first.cause}. {kept}")
 
     def _recheck(self, prompts: Sequence[str], texts: Sequence[str]) -> Recheck:
         """Ask the first `recheck` items again, unstored, under another batch mix: one at a time after a concurrent

@@ -1,0 +1,206 @@
+"""The endpoint engine against a small OpenAI-compatible server written here (stdlib http.server on 127.0.0.1, no
+model): its answers swapped behind the same model id, 429s with huge Retry-After, silence, an endless body, a kill
+mid-run, credentials, a model id that is a machine path. Light: every answer is a price computed from the prompt."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from pricer.engines.endpoint.config import EndpointConfig
+
+N = 8
+MODEL = "price-model"
+FAST = {"retries": 2, "backoff": 0.05, "read_timeout": 5.0, "concurrency": 2}
+
+
+class FakeServer(ThreadingHTTPServer):
+    """An OpenAI-compatible server whose completions are `answer(prompt)`; `fault` plays one misbehaviour on the
+    paths it names ("all" or "completions"): 429 with a huge Retry-After, silence, an endless body."""
+
+    daemon_threads = True
+
+    def __init__(self, answer: Callable[[str], str], *, model: str = MODEL) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.answer, self.model = answer, model
+        self.answer_model: str | None = None  # the model id completions name; None: the one asked for
+        self.fault: tuple[str, str] | None = None  # (kind, "all" | "completions")
+        self.completions = 0
+        self.headers_seen: list[str] = []  # every Authorization header received
+        self.released = threading.Event()  # ends silent handlers at teardown
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that gave up leaves a broken pipe: expected here
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def kill(self) -> None:
+        """Stop listening: later connections are refused, as after a kill -9."""
+        self.released.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeServer
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _fault(self, completions: bool) -> bool:
+        """Play the planted fault if it applies to this path; True when it did."""
+        fault = self.server.fault
+        if fault is None or (fault[1] == "completions" and not completions):
+            return False
+        kind = fault[0]
+        if kind == "429":
+            self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "99999"})
+        elif kind == "silent":
+            self.server.released.wait(600)
+            self.close_connection = True
+        elif kind == "endless":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"x" * 65536
+            try:
+                while not self.server.released.is_set():
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:
+                pass
+            self.close_connection = True
+        return True
+
+    def do_GET(self) -> None:
+        self.server.headers_seen.append(self.headers.get("Authorization") or "")
+        if self._fault(completions=False):
+            return
+        if self.path == "/health":
+            self._send(200, {"status": "ok"})
+        elif self.path == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": self.server.model, "owned_by": "fake"}]})
+        else:
+            self._send(404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.headers_seen.append(self.headers.get("Authorization") or "")
+        with self.server.lock:
+            self.server.completions += 1
+        if self._fault(completions=True):
+            return
+        model = self.server.answer_model or request["model"]
+        self._send(200, {"model": model, "choices": [{"index": 0, "text": self.server.answer(request["prompt"])}]})
+
+
+@pytest.fixture(scope="module")
+def items(data_dir: Path):
+    from pricer.task.items import DataSpec
+    from pricer.task.load import load_items
+
+    return load_items(DataSpec(source=str(data_dir), split="test", n=N))
+
+
+def honest(items) -> Callable[[str], str]:
+    """A model that knows every price."""
+    truths = {item.prompt: item.price for item in items}
+    return lambda prompt: f"{truths[prompt]:.2f}"
+
+
+def tripled(items) -> Callable[[str], str]:
+    """Other weights behind the same model id: every price three times over."""
+    truths = {item.prompt: item.price for item in items}
+    return lambda prompt: f"{3 * truths[prompt]:.2f}"
+
+
+@pytest.fixture
+def served(items):
+    server = FakeServer(honest(items))
+    yield server
+    server.kill()
+
+
+def config(url: str, store: Path, **limits) -> EndpointConfig:
+    return EndpointConfig(urls=(("32bit", url),), model=MODEL, store=store, **(FAST | limits))
+
+
+def session(url: str, *, data: Path, folder: Path, update: bool, **limits):
+    from pricer.plugin.session import EvalSession, EvalSettings
+    from pricer.task.items import DataSpec
+
+    settings = EvalSettings(data=DataSpec(source=str(data), n=N), bits=(32,), baselines=folder / "baselines",
+                            update=update, reason="made by tests/test_endpoint_faults.py",
+                            endpoint=config(url, folder / "store", **limits))
+    return EvalSession(settings, root=folder / "baselines")
+
+
+def baseline(url: str, *, data: Path, folder: Path) -> None:
+    from pricer.errors import BaselineError
+
+    with pytest.raises(BaselineError, match="a rewrite never gates green"):
+        session(url, data=data, folder=folder, update=True).gates.check("32bit")
+
+
+# --- 1. Every gate asks the server ------------------------------------------------------------------------------
+
+
+def test_a_gate_fails_when_other_weights_answer_behind_the_same_model_id(served, items, data_dir, tmp_path):
+    baseline(served.url, data=data_dir, folder=tmp_path)
+    served.answer = tripled(items)  # same id, same /v1/models, other answers
+    before = served.completions
+    gated = session(served.url, data=data_dir, folder=tmp_path, update=False)
+    verdict = gated.gates.check("32bit")
+    assert not verdict.passed
+    assert served.completions - before == N  # every item asked again, none answered from an earlier run
+    fields = gated.fingerprint("32bit").context
+    assert (fields["endpoint_answers_asked"], fields["endpoint_answers_reused"]) == (N, 0)
+
+
+def test_answers_of_an_unfinished_run_are_reused_after_a_proof_and_discarded_when_it_fails(served, items, tmp_path):
+    from pricer.engines.endpoint.predictor import PROOF, EndpointPredictor
+
+    prompts = [item.prompt for item in items]
+    first = EndpointPredictor(config(served.url, tmp_path, concurrency=1), width="32bit")
+    first.complete(prompts[:5])  # finished: nothing kept
+    assert not first.store.path.exists()
+    # An unfinished run: 6 of 8 answered and stored, then it was killed.
+    for i in range(6):
+        first.store.add(first.store_key(prompts[i]), honest(items)(prompts[i]))
+    resumed = EndpointPredictor(config(served.url, tmp_path, concurrency=1), width="32bit")
+    before = served.completions
+    resumed.complete(prompts)
+    assert served.completions - before == PROOF + 2
+    assert (resumed.answers_asked, resumed.answers_reused) == (PROOF + 2, 6 - PROOF)
+
+    for i in range(6):
+        first.store.add(first.store_key(prompts[i]), honest(items)(prompts[i]))
+    served.answer = tripled(items)
+    swapped = EndpointPredictor(config(served.url, tmp_path, concurrency=1), width="32bit")
+    before = served.completions
+    assert swapped.complete(prompts) == [tripled(items)(p) for p in prompts]
+    assert served.completions - before == PROOF + N  # the proof failed: every item asked
+    assert (swapped.answers_asked, swapped.answers_reused, swapped.discarded) == (N, 0, 6)
