@@ -34,6 +34,8 @@ class FakeServer(ThreadingHTTPServer):
         self.answer_model: str | None = None  # the model id completions name; None: the one asked for
         self.fault: tuple[str, str] | None = None  # (kind, "all" | "completions")
         self.completions = 0
+        self.kill_after: int | None = None  # completions answered before the server dies
+        self.killed = False
         self.headers_seen: list[str] = []  # every Authorization header received
         self.released = threading.Event()  # ends silent handlers at teardown
         self.lock = threading.Lock()
@@ -47,7 +49,8 @@ class FakeServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
     def kill(self) -> None:
-        """Stop listening: later connections are refused, as after a kill -9."""
+        """Stop listening and drop open connections: later ones are refused, as after a kill -9."""
+        self.killed = True
         self.released.set()
         self.shutdown()
         self.server_close()
@@ -110,7 +113,13 @@ class _Handler(BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.headers_seen.append(self.headers.get("Authorization") or "")
         with self.server.lock:
+            if self.server.killed:  # a kept-alive connection of a killed server: dropped without an answer
+                self.close_connection = True
+                return
             self.server.completions += 1
+            if self.server.completions == self.server.kill_after:
+                self.server.killed = True
+                threading.Thread(target=self.server.kill, daemon=True).start()
         if self._fault(completions=True):
             return
         model = self.server.answer_model or request["model"]
@@ -204,3 +213,66 @@ def test_answers_of_an_unfinished_run_are_reused_after_a_proof_and_discarded_whe
     assert swapped.complete(prompts) == [tripled(items)(p) for p in prompts]
     assert served.completions - before == PROOF + N  # the proof failed: every item asked
     assert (swapped.answers_asked, swapped.answers_reused, swapped.discarded) == (N, 0, 6)
+
+
+# --- 2. Bounded time ---------------------------------------------------------------------------------------------
+
+DEADLINE = 5.0  # seconds, --pricer-endpoint-deadline in the runs below
+# Seconds a pytest process takes to start, import the plugin, load the items and write its reports, on a busy
+# 2-core machine (measured 4-9 s): the bound on a run is its deadline plus this.
+STARTUP = 25.0
+
+EVAL_TEST = """
+import pytest
+
+pytestmark = pytest.mark.eval
+
+
+def test_accuracy_holds_against_baseline(pricer_gate):
+    pricer_gate.check()
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_price_gate=EVAL_TEST)
+    return pytester
+
+
+def gate(project: pytest.Pytester, url: str, data: Path, *args: str, n: int = 4) -> tuple[pytest.RunResult, float]:
+    """`pytest -m eval --update-baselines` through the server, in a process of its own: its result and seconds."""
+    start = time.monotonic()
+    result = project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-m", "eval", f"--pricer-endpoint={url}", "--pricer-endpoint-model", MODEL,
+        "--pricer-n", str(n), "--pricer-data", str(data), "--pricer-baselines", str(project.path / "baselines"),
+        "--update-baselines", "--pricer-reason", "first", *args, timeout=DEADLINE + 2 * STARTUP)
+    return result, time.monotonic() - start
+
+
+@pytest.mark.parametrize("kind, where, said", [
+    ("429", "all", "slow down"),
+    ("429", "completions", "slow down"),
+    ("silent", "all", "the run's deadline (5 s, --pricer-endpoint-deadline) passed"),
+    ("silent", "completions", "the run's deadline (5 s, --pricer-endpoint-deadline) passed"),
+    ("endless", "completions", "the answer goes on past 1024 KiB"),
+])
+def test_a_misbehaving_server_fails_the_gate_within_its_deadline_and_pytest_exits(served, project, data_dir, kind,
+                                                                                   where, said):
+    served.fault = (kind, where)
+    result, seconds = gate(project, served.url, data_dir, "--pricer-endpoint-deadline", str(DEADLINE))
+    result.assert_outcomes(failed=1)
+    assert said in result.stdout.str()
+    assert seconds < DEADLINE + STARTUP, f"{kind} on {where}: {seconds:.1f} s"
+    assert not (project.path / "baselines").exists()
+
+
+def test_a_server_killed_mid_run_stops_the_gate_at_the_circuit_breaker_not_after_every_items_retries(
+        served, project, data_dir):
+    served.kill_after = 3
+    # 40 items at concurrency 1: each one's 5 retries (15.5 s of backoff) would take 10 minutes.
+    result, seconds = gate(project, served.url, data_dir, "--pricer-concurrency", "1", n=40)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*37 of 40 items got no answer*the circuit breaker is open*"])
+    assert seconds < 7.5 + STARTUP  # one item's backoff (0.5 + 1 + 2 + 4 s), then the breaker
+    assert served.completions == 3

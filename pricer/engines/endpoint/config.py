@@ -29,7 +29,9 @@ DEFAULT_READ_TIMEOUT = 120.0
 SERVED_CLASS = "cpu-float32"
 DEFAULT_DEADLINE = 3600.0  # seconds for the whole run; unanswered items then count as no answer
 RETRIES = 5  # per request, for connection errors, read timeouts and TRANSIENT statuses
-BACKOFF = 0.5  # urllib3's backoff factor: 0.5, 1, 2, 4 s between tries (a Retry-After header overrides it)
+# Seconds before the first retry, doubling: 0.5, 1, 2, 4, 8 s before retries 1-5 (a Retry-After header replaces
+# it, up to pricer.engines.endpoint.client.RETRY_AFTER_CAP).
+BACKOFF = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

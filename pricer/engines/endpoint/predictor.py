@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ SAMPLING = {"temperature": 0.0, "top_p": 1.0, "seed": 0, "stop": None}
 # changed behind the same model id answers some of them differently (a swapped model changed 8 of 8 in
 # tests/test_endpoint_faults.py), and then none is reused.
 PROOF = 4
+GRACE = 0.5  # seconds past the deadline to collect answers already read; a request never outlives the deadline
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,7 +61,8 @@ class EndpointPredictor:
         self.config = config
         self.width = width
         self.client = EndpointClient(config.url(width), read_timeout=config.read_timeout, retries=config.retries,
-                                     backoff=config.backoff, pool=max(config.concurrency, 1))
+                                     backoff=config.backoff, pool=max(config.concurrency, 1),
+                                     deadline=config.deadline)  # from now: the checks below count
         self.identity = identify(self.client, config.model)
         self.name = f"{self.identity.model} {width} served"
         self.store = AnswerStore(store_path(config.store_folder(), self._store_identity()))
@@ -141,55 +143,74 @@ class EndpointPredictor:
     def _ask(self, indices: Sequence[int], prompts: Sequence[str], *, keys: Sequence[str] | None,
              concurrency: int) -> tuple[dict[int, str], list[NoAnswer]]:
         """Ask these items, at most `concurrency` at once, until the deadline; store each answer as it arrives
-        (when keys are given). A Stop cancels what is not yet sent and raises at once."""
+        (when keys are given). A Stop cancels what is not yet sent and raises at once. The askers are daemon
+        threads whose waits the client's `cancel` ends: a run that ends early never waits for them, nor does the
+        process's exit."""
         answered: dict[int, str] = {}
         failed: list[NoAnswer] = []
-        end = time.monotonic() + self.config.deadline
         if not indices:
             return answered, failed
-        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pricer-endpoint")
-        stop = threading.Event()  # set by the worker meeting a Stop, so that no other request is sent after it
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in indices:
+            todo.put(i)
+        results: queue.SimpleQueue[tuple[int, str | Exception]] = queue.SimpleQueue()
+        for _ in range(min(concurrency, len(indices))):
+            threading.Thread(target=self._asker, args=(todo, results, prompts), daemon=True,
+                             name="pricer-endpoint").start()
+        pending = set(indices)
         try:
-            pending: dict[Future, int] = {pool.submit(self._one, prompts[i], end, stop): i for i in indices}
             while pending:
-                done, _ = wait(pending, timeout=max(end - time.monotonic(), 0), return_when=FIRST_COMPLETED)
-                if not done:  # the deadline passed with requests in flight
-                    failed += [NoAnswer(index=i, cause=f"the run's deadline ({self.config.deadline:g} s, "
-                                        "--pricer-endpoint-deadline) passed") for i in pending.values()]
+                try:
+                    i, result = results.get(timeout=max(self.client.end - time.monotonic(), 0) + GRACE)
+                except queue.Empty:  # the deadline passed with requests in flight
+                    failed += [NoAnswer(index=i, cause=self.client.deadline_text) for i in pending]
                     break
-                for future in done:
-                    i = pending.pop(future)
-                    try:
-                        text = future.result()
-                    except Stop as exc:
-                        raise EndpointError(f"{exc} (item {i}); stopped: asking again would repeat it") from None
-                    except EndpointError as exc:
-                        failed.append(NoAnswer(index=i, cause=str(exc)))
-                        continue
-                    answered[i] = text
-                    if keys is not None:
-                        self.store.add(keys[i], text)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+                pending.discard(i)
+                if isinstance(result, Stop):
+                    raise EndpointError(f"{result} (item {i}); stopped: asking again would repeat it") from None
+                if isinstance(result, Exception):
+                    failed.append(NoAnswer(index=i, cause=str(result)))
+                    continue
+                answered[i] = result
+                if keys is not None:
+                    self.store.add(keys[i], result)
+        except BaseException:
+            self.client.cancel.set()  # a Stop, or pytest interrupted: no request is sent after it
+            raise
+        if failed:
+            self.client.cancel.set()  # the run is not scored: the askers still waiting stop now
         return answered, sorted(failed, key=lambda f: f.index)
 
-    def _one(self, prompt: str, end: float, stop: threading.Event) -> str:
-        if stop.is_set():
-            raise EndpointError("not asked: the run stopped")
-        if time.monotonic() >= end:
-            raise EndpointError(f"the run's deadline ({self.config.deadline:g} s, --pricer-endpoint-deadline) passed")
+    def _asker(self, todo: queue.SimpleQueue, results: queue.SimpleQueue, prompts: Sequence[str]) -> None:
+        """One thread's loop: the next item, asked, until none is left; every outcome goes to `results`."""
+        while True:
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put((i, self._one(prompts[i])))
+            except (EndpointError, Stop) as exc:
+                results.put((i, exc))
+            except Exception as exc:  # a bug must not leave its item pending until the deadline
+                results.put((i, EndpointError(f"{self.client.url}: {type(exc).__name__}: {exc}")))
+
+    def _one(self, prompt: str) -> str:
+        why = self.client.broken
+        if why:
+            raise EndpointError(f"{self.client.url}/completions: {why}")
         self.asked += 1  # one thread at a time per item; a lost increment would only under-count a statistic
         try:
             return self.client.completion(self.body(prompt))
         except Stop:
-            stop.set()
+            self.client.cancel.set()  # no other request is sent after it
             raise
 
     def _no_answer_message(self, failed: list[NoAnswer], *, total: int, answered: int) -> str:
         causes = Counter(_cause_kind(f.cause) for f in failed)
         first = failed[0]
         kept = (f"The {answered} answers are stored in {self.store.path}: run again to ask only the missing ones "
-                f"(after {PROOF} stored ones, asked again to prove the server unchanged)" if answered and
+                "(and a few stored ones again, to prove the server unchanged)" if answered and
                 self.store.path.exists() else "No answer was stored: run again to ask every item")
         return (f"{self.client.url}: {len(failed)} of {total} items got no answer, so this run is not scored and "
                 f"writes no baseline ({'; '.join(f'{n} x {kind}' for kind, n in causes.most_common())}); first: item "
