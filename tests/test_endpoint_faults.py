@@ -276,3 +276,43 @@ def test_a_server_killed_mid_run_stops_the_gate_at_the_circuit_breaker_not_after
     result.stdout.fnmatch_lines(["*37 of 40 items got no answer*the circuit breaker is open*"])
     assert seconds < 7.5 + STARTUP  # one item's backoff (0.5 + 1 + 2 + 4 s), then the breaker
     assert served.completions == 3
+
+
+# --- 3. Credentials ------------------------------------------------------------------------------------------------
+
+SECRET = "pl4nted-s3cret-Zq9"
+
+
+@pytest.mark.parametrize("way", ["password in the URL", "API key"])
+def test_credentials_are_sent_and_found_in_no_output_file_nor_the_terminal(served, items, project, data_dir,
+                                                                          monkeypatch, way):
+    import base64
+
+    from pricer.engines.endpoint.config import API_KEY_ENV
+
+    url = served.url
+    if way == "API key":
+        monkeypatch.setenv(API_KEY_ENV, SECRET)  # the subprocess inherits it
+        expected = f"Bearer {SECRET}"
+    else:
+        url = url.replace("://", f"://gater:{SECRET}@")
+        expected = "Basic " + base64.b64encode(f"gater:{SECRET}".encode()).decode()
+    made, _ = gate(project, url, data_dir, n=N)
+    made.assert_outcomes(failed=1)  # a rewrite never gates green
+    served.answer = tripled(items)  # so that the gate fails and prints the command that accepts it
+    reports = ("--pricer-save-runs", "runs", "--pricer-summary", "summary.md", "--pricer-history", "history.jsonl",
+               "--junitxml", "junit.xml")
+    start = time.monotonic()
+    judged = project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-m", "eval", f"--pricer-endpoint={url}", "--pricer-endpoint-model", MODEL,
+        "--pricer-n", str(N), "--pricer-data", str(data_dir), "--pricer-baselines", str(project.path / "baselines"),
+        *reports, timeout=2 * STARTUP)
+    assert time.monotonic() - start < 2 * STARTUP
+    judged.assert_outcomes(failed=1)
+    assert "--update-baselines" in judged.stdout.str()  # the accepting command was printed
+    assert set(served.headers_seen) == {expected}  # sent with every request
+    written = [path for path in project.path.rglob("*") if path.is_file()]
+    assert {"summary.md", "history.jsonl", "junit.xml", "32bit.json"} <= {path.name for path in written}
+    assert [path for path in written if SECRET.encode() in path.read_bytes()] == []
+    for result in (made, judged):
+        assert SECRET not in result.stdout.str() + result.stderr.str()

@@ -5,11 +5,13 @@ again cannot mend."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
 
-from pricer.engines.endpoint.config import BACKOFF, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, RETRIES
+from pricer.engines.endpoint.config import (API_KEY_ENV, BACKOFF, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE,
+                                            DEFAULT_READ_TIMEOUT, RETRIES, redacted)
 from pricer.errors import PricerError
 
 CONNECT_TIMEOUT = 10.0  # seconds: a server that does not accept a connection in this time is down or unreachable
@@ -28,6 +30,9 @@ BREAKER = 1 + RETRIES
 
 class EndpointError(PricerError):
     """A server that cannot be used, or a run with items it did not answer."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(redacted(text))  # a server's message may quote a URL with its password
 
 
 class Stop(Exception):
@@ -48,8 +53,14 @@ class EndpointClient:
     the server's Retry-After, at most RETRY_AFTER_CAP); `cancel` ends every wait at once. One Session per thread."""
 
     def __init__(self, url: str, *, read_timeout: float = DEFAULT_READ_TIMEOUT, retries: int = RETRIES,
-                 backoff: float = BACKOFF, pool: int = DEFAULT_CONCURRENCY, deadline: float = DEFAULT_DEADLINE) -> None:
+                 backoff: float = BACKOFF, pool: int = DEFAULT_CONCURRENCY, deadline: float = DEFAULT_DEADLINE,
+                 login: tuple[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
+        # Credentials are sent, never kept where a record or message could show them: URLs here have none.
+        self._login, self._key = login, os.environ.get(API_KEY_ENV) or None
+        if self._login and self._key:
+            raise EndpointError(f"{self.url}: the URL has a user:password and ${API_KEY_ENV} is set; give one "
+                                "(the key is sent as Authorization: Bearer, the password as Basic)")
         self.root = self.url.removesuffix("/v1")
         self.read_timeout, self.retries, self.backoff, self.pool = read_timeout, retries, backoff, pool
         self.deadline, self.end = deadline, time.monotonic() + deadline
@@ -67,7 +78,10 @@ class EndpointClient:
             from requests.adapters import HTTPAdapter
 
             session = requests.Session()
-            session.trust_env = False  # no ~/.netrc credentials or proxies picked up behind the user's back
+            if self._key:
+                session.headers["Authorization"] = f"Bearer {self._key}"
+            elif self._login:
+                session.auth = self._login  # HTTP Basic, as curl sends a URL's user:password
             for scheme in ("http://", "https://"):
                 session.mount(scheme, HTTPAdapter(max_retries=0, pool_maxsize=self.pool))  # retries are ours
             self._local.session = session

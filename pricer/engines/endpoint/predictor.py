@@ -62,7 +62,8 @@ class EndpointPredictor:
         self.width = width
         self.client = EndpointClient(config.url(width), read_timeout=config.read_timeout, retries=config.retries,
                                      backoff=config.backoff, pool=max(config.concurrency, 1),
-                                     deadline=config.deadline)  # from now: the checks below count
+                                     deadline=config.deadline,  # from now: the checks below count
+                                     login=config.login(width))
         self.identity = identify(self.client, config.model)
         self.name = f"{self.identity.model} {width} served"
         self.store = AnswerStore(store_path(config.store_folder(), self._store_identity()))
