@@ -187,6 +187,9 @@ def test_a_gate_fails_when_other_weights_answer_behind_the_same_model_id(served,
     assert served.completions - before == N  # every item asked again, none answered from an earlier run
     fields = gated.fingerprint("32bit").context
     assert (fields["endpoint_answers_asked"], fields["endpoint_answers_reused"]) == (N, 0)
+    assert fields["endpoint_answer_model"] == MODEL  # what each completion said answered it
+    # The width is named by its URL: no --pricer-bits, which a served run refuses.
+    assert "--pricer-bits" not in gated.gates.accept_command("32bit")
 
 
 def test_answers_of_an_unfinished_run_are_reused_after_a_proof_and_discarded_when_it_fails(served, items, tmp_path):
@@ -264,6 +267,8 @@ def test_a_misbehaving_server_fails_the_gate_within_its_deadline_and_pytest_exit
     result.assert_outcomes(failed=1)
     assert said in result.stdout.str()
     assert seconds < DEADLINE + STARTUP, f"{kind} on {where}: {seconds:.1f} s"
+    if where == "completions":  # no answer, so no stored file to name
+        assert "No answer was stored: run again to ask every item" in result.stdout.str()
     assert not (project.path / "baselines").exists()
 
 
@@ -316,3 +321,52 @@ def test_credentials_are_sent_and_found_in_no_output_file_nor_the_terminal(serve
     assert [path for path in written if SECRET.encode() in path.read_bytes()] == []
     for result in (made, judged):
         assert SECRET not in result.stdout.str() + result.stderr.str()
+
+
+# --- 4. Identity and answers that lie ----------------------------------------------------------------------------
+
+
+def test_a_completion_naming_another_model_stops_the_run(served, items, tmp_path):
+    from pricer.engines.endpoint.client import EndpointError
+    from pricer.engines.endpoint.predictor import EndpointPredictor
+
+    served.answer_model = "someone/else-7b"
+    predictor = EndpointPredictor(config(served.url, tmp_path, concurrency=1), width="32bit")
+    with pytest.raises(EndpointError, match="the answer names model 'someone/else-7b', not 'price-model' .*stopped"):
+        predictor.complete([item.prompt for item in items])
+    assert served.completions == 1
+
+
+def test_a_model_served_under_a_path_on_its_machine_is_refused_naming_the_alias_to_give(items, tmp_path):
+    from pricer.engines.endpoint.client import EndpointError
+    from pricer.engines.endpoint.predictor import EndpointPredictor
+
+    server = FakeServer(honest(items), model="/home/me/models/smollm2-135m-instruct.Q4_1.gguf")
+    try:
+        with pytest.raises(EndpointError, match="names its model by a path on its machine .*--model_alias NAME"):
+            EndpointPredictor(EndpointConfig(urls=(("4bit", server.url),), store=tmp_path), width="4bit")
+        assert server.completions == 0
+    finally:
+        server.kill()
+
+
+def test_an_unserved_model_id_fails_naming_what_the_server_serves_not_a_missing_baseline(served, project, data_dir):
+    result = project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-m", "eval", f"--pricer-endpoint={served.url}", "--pricer-endpoint-model", "nope",
+        "--pricer-n", "4", "--pricer-data", str(data_dir), timeout=2 * STARTUP)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*/v1/models: the server does not serve model 'nope'; it serves 'price-model'*"])
+    assert "baseline not found" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("given", ["endpoint_model", "concurrency", "endpoint_deadline"])
+def test_options_only_a_served_model_takes_are_refused_without_an_endpoint(given):
+    import argparse
+
+    from pricer.engines.endpoint.config import endpoint_config
+    from pricer.options.table import OPTIONS
+
+    flags = {option.name: option.plugin for option in OPTIONS}
+    with pytest.raises(argparse.ArgumentTypeError, match=f"{flags[given]} applies to a served model, and without "
+                                                         "--pricer-endpoint the model is loaded here"):
+        endpoint_config({given: 2}, deterministic=False, given=[given], flag=flags.get)

@@ -130,6 +130,10 @@ class WidthGates:
         except (BaselineError, OptionError) as exc:  # damaged: named, never rewritten over unseen
             self._fail(width, exc)
         if not settings.update and stored is None:  # before the minutes a model takes to run
+            try:
+                self.session.served(width)  # a server that cannot be used says so first, not "baseline not found"
+            except PricerError as exc:
+                self._fail(width, exc)
             self._fail(width, BaselineError(self._missing_text(width, path)))
         self.session.run(width)  # made here, once, before the rewrite or the verdicts read it
         if settings.update:
@@ -245,7 +249,8 @@ class WidthGates:
         """One command that rewrites these widths' baselines with the options that decided this run: none of a CI
         job's reports or workers, bits given once, and the compute dtype that decided the hardware class."""
         s = self.session.settings
-        bits = () if s.predictor else (f"--pricer-bits={','.join(w.removesuffix('bit') for w in _ordered(widths))}",)
+        # A served width is named by its URL (4bit=URL), already among the arguments.
+        bits = () if s.predictor or s.endpoint else (f"--pricer-bits={','.join(w.removesuffix('bit') for w in _ordered(widths))}",)
         kept = without(s.rerun_args, options=NOT_DECIDING, switches=("--update-baselines",), short=("-n",))
         pinned = os.environ.get(COMPUTE_DTYPE_ENV)
         env = () if s.predictor or not pinned else (f"{COMPUTE_DTYPE_ENV}={pinned}",)

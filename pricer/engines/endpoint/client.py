@@ -195,6 +195,12 @@ class EndpointClient:
             text = None
         if not isinstance(text, str):
             raise EndpointError(f"{url}: an answer without choices[0].text: {str(answer)[:200]}")
+        named = answer.get("model")
+        if named is not None and str(named) != body["model"]:
+            raise Stop(f"{url}: the answer names model {str(named)[:200]!r}, not {body['model']!r} that was asked for "
+                       "and checked in /v1/models: the server answers with another model")
+        if named is not None:
+            self.answer_models.add(str(named))
         if answer.get("system_fingerprint"):
             self.system_fingerprints.add(str(answer["system_fingerprint"]))
         return text

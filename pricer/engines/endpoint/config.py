@@ -61,6 +61,10 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
             (unquote(parts.username or ""), unquote(parts.password or "")))
 
 
+# Options only a served model takes: refused without an endpoint, since the run would ignore them.
+SERVED_ONLY = ("endpoint_model", "concurrency", "endpoint_timeout", "endpoint_deadline", "endpoint_recheck")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointConfig:
     """How to ask the servers: each width's URL and the run's limits, from the options."""
@@ -151,6 +155,11 @@ def endpoint_config(values: Any, *, deterministic: bool, given: Iterable[str],
     """The options' EndpointConfig (None without an endpoint); options for a model loaded here are refused with one,
     since the run would ignore them."""
     if not values.get("endpoint"):
+        stray = [name for name in SERVED_ONLY if name in given] + (["endpoint_deterministic"] if deterministic else [])
+        if stray:
+            raise argparse.ArgumentTypeError(f"{flag(stray[0])} applies to a served model, and without "
+                                             f"{flag('endpoint')} the model is loaded here: give "
+                                             f"{flag('endpoint')}=URL, or leave {flag(stray[0])} out")
         return None
     chosen = f"{flag('endpoint')} asks a served model"
     for name in ("predictor", "adapter", "bits", "device", "batch_size", "token_budget"):

@@ -97,6 +97,7 @@ class EndpointPredictor:
                 "endpoint_answers_asked": self.answers_asked, "endpoint_answers_reused": self.answers_reused,
                 "endpoint_answers_discarded": self.discarded or None,
                 "system_fingerprint": ",".join(sorted(self.client.system_fingerprints)) or None,
+                "endpoint_answer_model": ",".join(sorted(self.client.answer_models)) or None,
                 "recheck": self.recheck.line() if self.recheck else None}
 
     def predict(self, items: Sequence[Item]) -> list[Prediction]:
