@@ -31,6 +31,7 @@ class FakeServer(ThreadingHTTPServer):
     def __init__(self, answer: Callable[[str], str], *, model: str = MODEL) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.answer, self.model = answer, model
+        self.owned_by = "fake"  # what /v1/models says of the engine
         self.answer_model: str | None = None  # the model id completions name; None: the one asked for
         self.fault: tuple[str, str] | None = None  # (kind, "all" | "completions")
         self.completions = 0
@@ -105,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._send(200, {"status": "ok"})
         elif self.path == "/v1/models":
-            self._send(200, {"object": "list", "data": [{"id": self.server.model, "owned_by": "fake"}]})
+            self._send(200, {"object": "list", "data": [{"id": self.server.model, "owned_by": self.server.owned_by}]})
         else:
             self._send(404, {"detail": "Not Found"})
 
@@ -370,3 +371,29 @@ def test_options_only_a_served_model_takes_are_refused_without_an_endpoint(given
     with pytest.raises(argparse.ArgumentTypeError, match=f"{flags[given]} applies to a served model, and without "
                                                          "--pricer-endpoint the model is loaded here"):
         endpoint_config({given: 2}, deterministic=False, given=[given], flag=flags.get)
+
+
+# --- 5. Engines ----------------------------------------------------------------------------------------------------
+
+
+def test_another_engine_serving_the_same_model_name_neither_passes_nor_rewrites_the_baseline(items, data_dir,
+                                                                                               tmp_path):
+    from pricer.errors import BaselineError
+
+    first = FakeServer(honest(items))  # owned_by "fake"
+    try:
+        baseline(first.url, data=data_dir, folder=tmp_path)
+    finally:
+        first.kill()
+    other = FakeServer(honest(items))
+    other.owned_by = "me"  # as llama-cpp-python says, under the same model id
+    try:
+        written = (tmp_path / "baselines").rglob("32bit.json")
+        before = [path.read_bytes() for path in written]
+        for update in (False, True):
+            gated = session(other.url, data=data_dir, folder=tmp_path, update=update)
+            with pytest.raises(BaselineError, match="owned_by 'fake' .*this one says 'me' .*another engine shares"):
+                gated.gates.check("32bit")
+        assert [path.read_bytes() for path in (tmp_path / "baselines").rglob("32bit.json")] == before
+    finally:
+        other.kill()

@@ -136,6 +136,13 @@ class WidthGates:
                 self._fail(width, exc)
             self._fail(width, BaselineError(self._missing_text(width, path)))
         self.session.run(width)  # made here, once, before the rewrite or the verdicts read it
+        if settings.endpoint is not None and stored is not None and not settings.baseline_name:
+            from pricer.engines.endpoint.identity import other_engine
+
+            now = self.session.fingerprint(width)
+            clash = other_engine(stored.fingerprint.context, {**now.decisive, **now.context})
+            if clash:  # two engines never share a baseline by accident, neither judged nor rewritten
+                self._fail(width, BaselineError(f"{path}: {clash}"))
         if settings.update:
             try:
                 text = self._rewrite(width, path, previous=stored)

@@ -4,6 +4,7 @@ among them), its engine's version; recorded in the run's fingerprint."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -68,6 +69,21 @@ def machine_path(name: str | None) -> bool:
     """Whether a served name is a file's path on the server's machine (/models/x.gguf, ~/m, C:\\m, ./m), not a
     name the same on every machine (org/model)."""
     return bool(name) and bool(re.match(r"(/|~|\.{1,2}/|\\\\|[A-Za-z]:[\\/])", name) or name.lower().endswith(".gguf"))
+
+
+def other_engine(baseline: Mapping[str, Any], run: Mapping[str, Any]) -> str | None:
+    """Why a served run must not be judged against, nor rewrite, this baseline: another engine made it (llama.cpp
+    and `transformers serve` giving one model the same name land in one folder); None when the same did, or the
+    baseline was not served."""
+    before, now = baseline.get("endpoint_owned_by"), run.get("endpoint_owned_by")
+    if "endpoint_owned_by" not in baseline or before == now:
+        return None
+    return (f"this baseline was made by a server whose /v1/models says owned_by {before!r} "
+            f"({baseline.get('engine_version') or 'no version said'}); this one says {now!r} "
+            f"({run.get('engine_version') or 'no version said'}): another engine shares the name "
+            f"{run.get('model')!r}. Serve it under its own name (llama-cpp-python --model_alias, llama-server "
+            f"--alias) and give {MODEL_OPTION}, or judge it against this baseline on purpose with "
+            "--pricer-baseline-name")
 
 
 def _text(value: Any) -> str | None:
