@@ -34,6 +34,7 @@ class FakeServer(ThreadingHTTPServer):
         self.owned_by = "fake"  # what /v1/models says of the engine
         self.answer_model: str | None = None  # the model id completions name; None: the one asked for
         self.fault: tuple[str, str] | None = None  # (kind, "all" | "completions")
+        self.faults_left: int | None = None  # times the fault is played; None: always
         self.completions = 0
         self.kill_after: int | None = None  # completions answered before the server dies
         self.killed = False
@@ -77,8 +78,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _fault(self, completions: bool) -> bool:
         """Play the planted fault if it applies to this path; True when it did."""
         fault = self.server.fault
-        if fault is None or (fault[1] == "completions" and not completions):
+        if fault is None or (fault[1] == "completions" and not completions) or self.server.faults_left == 0:
             return False
+        if self.server.faults_left is not None:
+            self.server.faults_left -= 1
         kind = fault[0]
         if kind == "429":
             self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "99999"})
@@ -271,6 +274,19 @@ def test_a_misbehaving_server_fails_the_gate_within_its_deadline_and_pytest_exit
     if where == "completions":  # no answer, so no stored file to name
         assert "No answer was stored: run again to ask every item" in result.stdout.str()
     assert not (project.path / "baselines").exists()
+
+
+def test_a_retry_after_longer_than_the_cap_is_waited_only_up_to_the_cap(served, items, tmp_path, monkeypatch):
+    from pricer.engines.endpoint import client
+    from pricer.engines.endpoint.predictor import EndpointPredictor
+
+    monkeypatch.setattr(client, "RETRY_AFTER_CAP", 0.5)  # 30 s in use: too long for a test
+    served.fault, served.faults_left = ("429", "completions"), 1  # Retry-After: 99999, once
+    predictor = EndpointPredictor(config(served.url, tmp_path, deadline=600.0), width="32bit")
+    start = time.monotonic()
+    assert predictor.complete([items[0].prompt]) == [honest(items)(items[0].prompt)]
+    assert 0.5 <= time.monotonic() - start < 5.0
+    assert served.completions == 2
 
 
 def test_a_server_killed_mid_run_stops_the_gate_at_the_circuit_breaker_not_after_every_items_retries(
