@@ -101,8 +101,8 @@ class EndpointPredictor:
                 "recheck": self.recheck.line() if self.recheck else None}
 
     def predict(self, items: Sequence[Item]) -> list[Prediction]:
-        """One Prediction per item; stored answers are reused, the rest asked. Any item left without an answer
-        fails the run (EndpointError) after every other answer has been stored."""
+        """One Prediction per item, each asked now (or kept from an unfinished run, see complete). Any item left
+        without an answer fails the run (EndpointError) after every other answer has been stored."""
         texts = self.complete([item.prompt for item in items])
         if self.config.recheck:
             self.recheck = self._recheck([item.prompt for item in items], texts)
