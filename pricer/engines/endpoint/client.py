@@ -22,9 +22,10 @@ RETRY_AFTER_CAP = 30.0  # seconds: the longest Retry-After honoured; a server as
 # The largest body read: an 8-token completion is under 1 KB and a model list of hundreds of ids some 100 KB. A
 # body that goes on (a misbehaving proxy streamed 2.5 GB in 53 s) is cut here and counts as no answer.
 MAX_BODY = 1 << 20
-# Connection failures in a row, across the run's threads, that open the breaker: one item's tries (1 + RETRIES)
-# all refused says the server is down, and every later item fails at once instead of after its own retries (a
-# killed server cost 15 s an item, an hour for 250 at concurrency 1).
+# Connection failures in a row, across the run's threads, that open the breaker: one item's tries (1 + RETRIES,
+# 15.5 s of backoff: a server restarting faster is waited for) all refused says the server is down, and every later
+# item fails at once instead of after its own retries (a killed server cost 15 s an item, an hour for 250 items at
+# concurrency 1; now 16 s in all, 4 s at concurrency 4, in tests/test_endpoint_faults.py's fault server).
 BREAKER = 1 + RETRIES
 
 
@@ -130,7 +131,8 @@ class EndpointClient:
     def _wait(self, seconds: float, url: str, failure: str) -> None:
         """Sleep before the next try, unless the deadline comes first (then fail now) or the run ends."""
         if time.monotonic() + seconds >= self.end:
-            raise EndpointError(f"{url}: {self.deadline_text} before the next try; last: {failure}")
+            raise EndpointError(f"{url}: {failure}; the next try, in {seconds:g} s, would come after the run's "
+                                f"deadline ({self.deadline:g} s, --pricer-endpoint-deadline)")
         if self.cancel.wait(seconds):
             raise EndpointError(f"{url}: not asked: the run stopped")
 
