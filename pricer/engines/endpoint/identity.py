@@ -58,7 +58,7 @@ def identify(client: EndpointClient, wanted: str | None) -> ServerIdentity:
     if machine_path(wanted):
         raise EndpointError(f"{url}: the server names its model by a path on its machine ({wanted!r}), which a "
                             "baseline must not record: start it with a name (llama-cpp-python --model_alias NAME, "
-                            f"llama-server --alias NAME, vllm --served-model-name NAME) and give {MODEL_OPTION} NAME")
+                            f"llama-server --alias NAME, vllm --served-model-name NAME) and give that NAME ({MODEL_OPTION})")
     entry = served[wanted]
     root = _text(entry.get("root"))
     return ServerIdentity(url=client.url, model=wanted, root=PurePath(root).name if machine_path(root) else root,
@@ -82,7 +82,7 @@ def other_engine(baseline: Mapping[str, Any], run: Mapping[str, Any]) -> str | N
             f"({baseline.get('engine_version') or 'no version said'}); this one says {now!r} "
             f"({run.get('engine_version') or 'no version said'}): another engine shares the name "
             f"{run.get('model')!r}. Serve it under its own name (llama-cpp-python --model_alias, llama-server "
-            f"--alias) and give {MODEL_OPTION}, or judge it against this baseline on purpose with "
+            f"--alias) and give that name ({MODEL_OPTION}), or judge it against this baseline on purpose with "
             "--pricer-baseline-name")
 
 
