@@ -23,6 +23,7 @@ from pricer.engines.endpoint.serve import SERVED_ID, ServedModel, missing_servin
 
 N = 8  # items per run: a busy 2-core CPU server answers one in 1-4 s
 FAST = {"retries": 2, "backoff": 0.05, "read_timeout": 30.0, "concurrency": 2}  # tests wait for no long backoff
+KILLED_AFTER = 6  # answers forwarded before the server is killed: more than PROOF, so some are reused
 HANG = 2.5  # seconds the proxy holds a request: past the 1 s read timeout its test sets
 CANNED = "42.00 canned"
 
@@ -132,14 +133,10 @@ def _config(url: str, store: Path, **limits) -> EndpointConfig:
 
 
 @pytest.fixture(scope="module")
-def clean_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("clean-store")
-
-
-@pytest.fixture(scope="module")
-def clean(server: ServedModel, items, clean_store: Path) -> list[str]:
-    """The server's answers to the items in one uninterrupted run, stored in clean_store."""
-    return EndpointPredictor(_config(server.url, clean_store), width="32bit").complete([item.prompt for item in items])
+def clean(server: ServedModel, items, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The server's answers to the items in one uninterrupted run."""
+    store = tmp_path_factory.mktemp("clean-store")
+    return EndpointPredictor(_config(server.url, store), width="32bit").complete([item.prompt for item in items])
 
 
 def _stored_in_process_completions(root: Path) -> dict[int, str]:
@@ -159,14 +156,13 @@ def test_served_answers_equal_the_in_process_run_item_for_item(clean, items, pyt
     assert clean == [stored[item.index] for item in items]
 
 
-def test_a_recheck_asks_items_again_unstored_and_counts_changed_answers(server, items, clean, clean_store):
-    predictor = EndpointPredictor(_config(server.url, clean_store, recheck=2), width="32bit")
-    before = predictor.store.path.read_bytes()
+def test_a_recheck_asks_items_again_unstored_and_counts_changed_answers(server, items, clean, tmp_path):
+    predictor = EndpointPredictor(_config(server.url, tmp_path, recheck=2), width="32bit")
     assert [p.completion for p in predictor.predict(items)] == clean
     # `transformers serve` without --continuous-batching decodes one request at a time: batch-invariant.
     assert predictor.recheck.line().startswith("0 of 2 answers changed when asked again at concurrency 1")
-    assert predictor.asked == 2 and predictor.fields()["recheck"] == predictor.recheck.line()
-    assert predictor.store.path.read_bytes() == before  # rechecked answers are not stored
+    assert predictor.asked == N + 2 and predictor.fields()["recheck"] == predictor.recheck.line()
+    assert not predictor.store.path.exists()  # a finished run keeps no answers, rechecked ones are never stored
 
 
 class FaultProxy(ThreadingHTTPServer):
@@ -299,8 +295,8 @@ def test_a_bad_request_stops_the_run_at_once_quoting_the_server(proxy, items, tm
 
 def test_items_unanswered_at_the_runs_deadline_are_no_answer(proxy, items, tmp_path):
     proxy.faults = ["hang", "hang"]
-    predictor = EndpointPredictor(_config(proxy.url, tmp_path, deadline=0.5, retries=0), width="32bit")
-    start = time.monotonic()
+    start = time.monotonic()  # the deadline counts from here: the health and identity checks are in it
+    predictor = EndpointPredictor(_config(proxy.url, tmp_path, deadline=1.5, retries=0), width="32bit")
     with pytest.raises(EndpointError, match=r"2 of 2 items got no answer.*\(2 x the run's deadline\)"):
         predictor.complete([items[0].prompt, items[1].prompt])
     assert time.monotonic() - start < HANG  # the run did not wait for the hanging requests
@@ -323,25 +319,27 @@ def _session(url: str, *, data: Path, baselines: Path, store: Path, update: bool
 
 
 def test_a_killed_server_restarted_resumes_asking_only_unanswered_items_with_the_same_verdict(
-        server, proxy, clean, clean_store, data_dir, tmp_path):
+        server, proxy, clean, data_dir, tmp_path):
+    from pricer.engines.endpoint.predictor import PROOF
     from pricer.errors import BaselineError
 
     baselines, store = tmp_path / "baselines", tmp_path / "store"
-    # The baseline from the answers an uninterrupted run stored.
-    first = _session(server.url, data=data_dir, baselines=baselines, store=clean_store, update=True)
+    first = _session(server.url, data=data_dir, baselines=baselines, store=tmp_path / "first", update=True)
     with pytest.raises(BaselineError, match="a rewrite never gates green"):
         first.gates.check("32bit")
 
-    proxy.before_forward = lambda forwarded: server.kill() if forwarded == 3 else None
+    proxy.before_forward = lambda forwarded: server.kill() if forwarded == KILLED_AFTER else None
     killed = _session(proxy.url, data=data_dir, baselines=baselines, store=store, update=False)
-    with pytest.raises(EndpointError, match=f"{N - 3} of {N} items got no answer.*run again to ask only the missing"):
+    with pytest.raises(EndpointError, match=f"{N - KILLED_AFTER} of {N} items got no answer.*run again to ask only "):
         killed.gates.check("32bit")
     server.start()
     proxy.before_forward, forwarded = None, proxy.forwarded
     resumed = _session(proxy.url, data=data_dir, baselines=baselines, store=store, update=False)
     verdict = resumed.gates.check("32bit")
     assert verdict.passed
-    assert proxy.forwarded - forwarded == N - 3  # no answered item was asked again
+    # No answered item was asked again, but the proof that the restarted server answers as before.
+    assert proxy.forwarded - forwarded == N - KILLED_AFTER + PROOF
+    assert resumed.fingerprint("32bit").context["endpoint_answers_reused"] == KILLED_AFTER - PROOF
     assert [p.completion for p in resumed.run("32bit").predictions] == clean
 
 
@@ -354,11 +352,10 @@ def test_a_run_with_missing_answers_writes_no_baseline(proxy, data_dir, tmp_path
     assert not (tmp_path / "baselines").exists()
 
 
-def test_pricer_eval_asks_the_served_model_and_prints_the_report_line(server, clean_store, monkeypatch, capsys,
-                                                                     tmp_path, data_dir):
+def test_pricer_eval_asks_the_served_model_and_prints_the_report_line(server, monkeypatch, capsys, tmp_path,
+                                                                     data_dir):
     from pricer.cli.main import main
 
-    (tmp_path / "answers").symlink_to(clean_store)  # the clean run's answers: nothing is asked again
     monkeypatch.setenv("PRICER_CACHE", str(tmp_path))
     assert main(["eval", "--endpoint", server.url, "--endpoint-model", SERVED_ID, "--data", str(data_dir), "--n",
                  str(N), "--quiet", "--no-charts"]) == 0

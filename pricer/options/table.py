@@ -101,8 +101,8 @@ OPTIONS: tuple[Option, ...] = (
            parse=options.positive_float, default=DEFAULT_READ_TIMEOUT,
            help="seconds to wait for one answer before asking again (a connection gets 10 s)"),
     Option(name="endpoint_deadline", plugin="--pricer-endpoint-deadline", metavar="SECONDS",
-           parse=options.positive_float, default=DEFAULT_DEADLINE, help="seconds for a served width's whole run; "
-           "items still unanswered then count as no answer, which fails the run"),
+           parse=options.positive_float, default=DEFAULT_DEADLINE, help="seconds for a served width's whole run, its "
+           "health and identity checks included; items still unanswered then count as no answer, which fails the run"),
     Option(name="endpoint_deterministic", plugin="--pricer-endpoint-deterministic",
            help="declare that the server runs batch-invariant (VLLM_BATCH_INVARIANT=1, SGLang "
            "--enable-deterministic-inference); recorded in the fingerprint"),

@@ -205,5 +205,9 @@ def _refuse_ignored(config: pytest.Config, v: dict[str, Any]) -> None:
 
 
 def _rerun_args(args: Sequence[str]) -> tuple[str, ...]:
-    """This run's arguments without the update options, to print a command that accepts its results."""
-    return options.without(args, options=("--pricer-reason",), switches=("--update-baselines",))
+    """This run's arguments without the update options and with URLs' passwords as ****, to print a command that
+    accepts its results."""
+    from pricer.engines.endpoint.config import redacted
+
+    kept = options.without(args, options=("--pricer-reason",), switches=("--update-baselines",))
+    return tuple(redacted(arg) for arg in kept)

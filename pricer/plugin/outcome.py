@@ -137,8 +137,19 @@ class WidthGates:
         except (BaselineError, OptionError) as exc:  # damaged: named, never rewritten over unseen
             self._fail(width, exc)
         if not settings.update and stored is None:  # before the minutes a model takes to run
+            try:
+                self.session.served(width)  # a server that cannot be used says so first, not "baseline not found"
+            except PricerError as exc:
+                self._fail(width, exc)
             self._fail(width, BaselineError(self._missing_text(width, path)))
         self.session.run(width)  # made here, once, before the rewrite or the verdicts read it
+        if settings.endpoint is not None and stored is not None and not settings.baseline_name:
+            from pricer.engines.endpoint.identity import other_engine
+
+            now = self.session.fingerprint(width)
+            clash = other_engine(stored.fingerprint.context, {**now.decisive, **now.context})
+            if clash:  # two engines never share a baseline by accident, neither judged nor rewritten
+                self._fail(width, BaselineError(f"{path}: {clash}"))
         if settings.update:
             try:
                 text = self._rewrite(width, path, previous=stored)
@@ -320,7 +331,9 @@ class WidthGates:
         """One command that rewrites these widths' baselines with the options that decided this run: none of a CI
         job's reports or workers, bits given once, and the compute dtype that decided the hardware class."""
         s = self.session.settings
-        bits = () if s.predictor else (f"--pricer-bits={','.join(w.removesuffix('bit') for w in _ordered(widths))}",)
+        # A served width is named by its URL (4bit=URL), already among the arguments.
+        bits = () if s.predictor or s.endpoint else (
+            f"--pricer-bits={','.join(w.removesuffix('bit') for w in _ordered(widths))}",)
         kept = self._deciding_args()
         pinned = pin or os.environ.get(COMPUTE_DTYPE_ENV)
         env = () if s.predictor or not pinned else (f"{COMPUTE_DTYPE_ENV}={pinned}",)

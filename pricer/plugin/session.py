@@ -54,6 +54,7 @@ class EvalSession:
         self._items: list[Item] | None = None
         self._runs: dict[str, RunResult] = {}
         self._fingerprints: dict[str, Fingerprint] = {}
+        self._served: dict[str, Any] = {}  # width -> EndpointPredictor, its server checked
         self._ladder: tuple[tuple[str, ...], list[Tax]] | None = None
         self.problems: list[str] = []  # outputs asked for that could not be written (charts), one line each
 
@@ -72,6 +73,17 @@ class EvalSession:
         if not self.settings.predictor:
             s = self.settings
             self.models.release(self.models.key(s.model, bits=bits_of(width), adapter=s.adapter, device=s.device))
+
+    def served(self, width: str):  # -> pricer.engines.endpoint.predictor.EndpointPredictor | None
+        """The width's served model, its health and model id checked (EndpointError if not), once; None when the
+        model is loaded here."""
+        if self.settings.endpoint is None:
+            return None
+        if width not in self._served:
+            from pricer.engines.endpoint.predictor import EndpointPredictor
+
+            self._served[width] = EndpointPredictor(self.settings.endpoint, width=width)
+        return self._served[width]
 
     def run(self, width: str) -> RunResult:
         """The width's predictions on the items, computed once per session."""
@@ -126,9 +138,7 @@ class EvalSession:
         s = self.settings
         flat = run_fields(self.items, s.data)
         if s.endpoint is not None:  # a served model: asked over HTTP, identified by what the server says
-            from pricer.engines.endpoint.predictor import EndpointPredictor
-
-            served = EndpointPredictor(s.endpoint, width=width)
+            served = self.served(width)
             run = evaluate(served, self.items)
             return run, split_fields(flat | served.fields())
         if s.predictor:

@@ -1,5 +1,6 @@
-"""Answers a served model gave, stored as they arrive so that a killed run resumes without asking them again: one
-JSON Lines file per server identity, one self-checking line per answer, shared safely by parallel gates."""
+"""Answers a served model gave, stored as they arrive so that a killed run resumes without asking them again (and
+deleted when the run finishes): one JSON Lines file per server identity, one self-checking line per answer, shared
+safely by parallel gates."""
 
 from __future__ import annotations
 
@@ -67,6 +68,16 @@ class AnswerStore:
                 os.write(fd, (("\n" if fresh else "") + line).encode())
             finally:
                 os.close(fd)
+
+    def discard(self) -> None:
+        """Delete every stored answer (the run finished, or the server answered differently): under the lock, so
+        no other process's append is cut in half."""
+        from filelock import FileLock
+
+        if not self.path.exists():
+            return
+        with FileLock(f"{self.path}.lock", timeout=LOCK_TIMEOUT):
+            self.path.unlink(missing_ok=True)
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as handle:

@@ -7,10 +7,10 @@ import argparse
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pricer.engines.predict import DEFAULT_MAX_NEW_TOKENS
 from pricer.engines.widths import NAMES, REFERENCE, bits_of
@@ -29,14 +29,49 @@ DEFAULT_READ_TIMEOUT = 120.0
 SERVED_CLASS = "cpu-float32"
 DEFAULT_DEADLINE = 3600.0  # seconds for the whole run; unanswered items then count as no answer
 RETRIES = 5  # per request, for connection errors, read timeouts and TRANSIENT statuses
-BACKOFF = 0.5  # urllib3's backoff factor: 0.5, 1, 2, 4 s between tries (a Retry-After header overrides it)
+# Seconds before the first retry, doubling: 0.5, 1, 2, 4, 8 s before retries 1-5 (a Retry-After header replaces
+# it, up to pricer.engines.endpoint.client.RETRY_AFTER_CAP).
+BACKOFF = 0.5
+
+
+# The API key sent as `Authorization: Bearer`, read from the environment only (an option's value lands in shell
+# history, CI logs and the accepting command). pricer's own name, not OPENAI_API_KEY: a key for a hosted account
+# must not be sent to whatever server a gate names.
+API_KEY_ENV = "PRICER_ENDPOINT_API_KEY"
+_USERINFO = re.compile(r"(?<=://)([^/@\s:]*):[^/@\s]*@")
+
+
+def redacted(text: str) -> str:
+    """The text with every URL's password, and the API key wherever a server quoted it, replaced by **** (as pip
+    shows index URLs)."""
+    import os
+
+    key = os.environ.get(API_KEY_ENV)
+    return _USERINFO.sub(r"\1:****@", text.replace(key, "****") if key else text)
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without `user:password@`, (user, password) or None): the URL is recorded, the pair only sent."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return (urlunsplit(parts._replace(netloc=netloc)),
+            (unquote(parts.username or ""), unquote(parts.password or "")))
+
+
+# Options only a served model takes: refused without an endpoint, since the run would ignore them.
+SERVED_ONLY = ("endpoint_model", "concurrency", "endpoint_timeout", "endpoint_deadline", "endpoint_recheck")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointConfig:
     """How to ask the servers: each width's URL and the run's limits, from the options."""
 
-    urls: tuple[tuple[str, str], ...]  # (width, base URL ending in /v1), in width order
+    urls: tuple[tuple[str, str], ...]  # (width, base URL ending in /v1, without credentials), in width order
+    # (width, user, password) from URLs given with `user:password@`: sent, never shown (repr) nor recorded.
+    credentials: tuple[tuple[str, str, str], ...] = field(default=(), repr=False, compare=False)
     model: str | None = None  # the model id the server must serve; None: the one it serves
     concurrency: int = DEFAULT_CONCURRENCY
     read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -55,6 +90,10 @@ class EndpointConfig:
 
     def url(self, width: str) -> str:
         return dict(self.urls)[width]
+
+    def login(self, width: str) -> tuple[str, str] | None:
+        """The width's URL's (user, password), or None."""
+        return next(((user, password) for w, user, password in self.credentials if w == width), None)
 
     def baseline_name(self, model_name: str) -> str:
         """The folder of the served model's baselines: the named model id's last part, else the in-process model's
@@ -83,10 +122,11 @@ def endpoint_urls(flag: str) -> Callable[[str], tuple[tuple[str, str], ...]]:
                 width, url = DEFAULT_WIDTH, part
             width = width if width.endswith("bit") else f"{width}bit"
             if width not in NAMES:
-                raise argparse.ArgumentTypeError(f"{flag}: {part!r}: width {width!r} is not one of {', '.join(NAMES)}")
+                raise argparse.ArgumentTypeError(f"{flag}: {redacted(part)!r}: width {width!r} is not one of "
+                                                 f"{', '.join(NAMES)}")
             scheme = urlsplit(url).scheme
             if scheme not in ("http", "https") or not urlsplit(url).netloc:
-                raise argparse.ArgumentTypeError(f"{flag}: {url!r} is not an http(s) URL, "
+                raise argparse.ArgumentTypeError(f"{flag}: {redacted(url)!r} is not an http(s) URL, "
                                                  "e.g. http://127.0.0.1:8000/v1")
             url = url.rstrip("/")
             pairs.append((width, url if url.endswith("/v1") else url + "/v1"))
@@ -115,6 +155,11 @@ def endpoint_config(values: Any, *, deterministic: bool, given: Iterable[str],
     """The options' EndpointConfig (None without an endpoint); options for a model loaded here are refused with one,
     since the run would ignore them."""
     if not values.get("endpoint"):
+        stray = [name for name in SERVED_ONLY if name in given] + (["endpoint_deterministic"] if deterministic else [])
+        if stray:
+            raise argparse.ArgumentTypeError(f"{flag(stray[0])} applies to a served model, and without "
+                                             f"{flag('endpoint')} the model is loaded here: give "
+                                             f"{flag('endpoint')}=URL, or leave {flag(stray[0])} out")
         return None
     chosen = f"{flag('endpoint')} asks a served model"
     for name in ("predictor", "adapter", "bits", "device", "batch_size", "token_budget"):
@@ -122,8 +167,11 @@ def endpoint_config(values: Any, *, deterministic: bool, given: Iterable[str],
             hint = "; name each server's width instead: 4bit=URL" if name == "bits" else ""
             raise argparse.ArgumentTypeError(f"{flag(name)} applies to a model loaded here; {chosen}{hint}")
     raw = values["endpoint"]
-    urls = joined_urls(raw if isinstance(raw, list) else [raw], flag=str(flag("endpoint")))
-    return EndpointConfig(urls=urls, model=values.get("endpoint_model"),
+    given_urls = joined_urls(raw if isinstance(raw, list) else [raw], flag=str(flag("endpoint")))
+    split = [(width, *split_credentials(url)) for width, url in given_urls]
+    return EndpointConfig(urls=tuple((width, url) for width, url, _ in split),
+                          credentials=tuple((width, *login) for width, _, login in split if login),
+                          model=values.get("endpoint_model"),
                           concurrency=values.get("concurrency") or DEFAULT_CONCURRENCY,
                           read_timeout=values.get("endpoint_timeout") or DEFAULT_READ_TIMEOUT,
                           deadline=values.get("endpoint_deadline") or DEFAULT_DEADLINE,

@@ -3,14 +3,19 @@ among them), its engine's version; recorded in the run's fingerprint."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from pricer.engines.endpoint.client import EndpointClient, EndpointError, server_message
 
 HEALTH_PATHS = ("/health",)  # vLLM, SGLang, TGI, llama.cpp and `transformers serve` all answer it
-# Where engines say their version: vLLM and SGLang /version, TGI /info, llama.cpp /props.
-VERSION_PATHS = ("/version", "/info", "/props")
+# Where engines say their version: vLLM and SGLang /version, TGI /info, llama.cpp /props; llama-cpp-python only in
+# its FastAPI schema's title and version ("🦙 llama.cpp Python API 0.3.36").
+VERSION_PATHS = ("/version", "/info", "/props", "/openapi.json")
+DEFAULT_SCHEMA_TITLE = "FastAPI"  # a FastAPI app that names nothing (transformers serve): no version said
 MODEL_OPTION = "--pricer-endpoint-model; pricer eval: --endpoint-model"
 
 
@@ -50,9 +55,35 @@ def identify(client: EndpointClient, wanted: str | None) -> ServerIdentity:
     if wanted not in served:
         raise EndpointError(f"{url}: the server does not serve model {wanted!r}; it serves "
                             f"{', '.join(map(repr, sorted(served))) or 'none'} ({MODEL_OPTION})")
+    if machine_path(wanted):
+        raise EndpointError(f"{url}: the server names its model by a path on its machine ({wanted!r}), which a "
+                            "baseline must not record: start it with a name (llama-cpp-python --model_alias NAME, "
+                            f"llama-server --alias NAME, vllm --served-model-name NAME) and give that NAME ({MODEL_OPTION})")
     entry = served[wanted]
-    return ServerIdentity(url=client.url, model=wanted, root=_text(entry.get("root")),
+    root = _text(entry.get("root"))
+    return ServerIdentity(url=client.url, model=wanted, root=PurePath(root).name if machine_path(root) else root,
                           owned_by=_text(entry.get("owned_by")), engine_version=_version(client))
+
+
+def machine_path(name: str | None) -> bool:
+    """Whether a served name is a file's path on the server's machine (/models/x.gguf, ~/m, C:\\m, ./m), not a
+    name the same on every machine (org/model)."""
+    return bool(name) and bool(re.match(r"(/|~|\.{1,2}/|\\\\|[A-Za-z]:[\\/])", name) or name.lower().endswith(".gguf"))
+
+
+def other_engine(baseline: Mapping[str, Any], run: Mapping[str, Any]) -> str | None:
+    """Why a served run must not be judged against, nor rewrite, this baseline: another engine made it (llama.cpp
+    and `transformers serve` giving one model the same name land in one folder); None when the same did, or the
+    baseline was not served."""
+    before, now = baseline.get("endpoint_owned_by"), run.get("endpoint_owned_by")
+    if "endpoint_owned_by" not in baseline or before == now:
+        return None
+    return (f"this baseline was made by a server whose /v1/models says owned_by {before!r} "
+            f"({baseline.get('engine_version') or 'no version said'}); this one says {now!r} "
+            f"({run.get('engine_version') or 'no version said'}): another engine shares the name "
+            f"{run.get('model')!r}. Serve it under its own name (llama-cpp-python --model_alias, llama-server "
+            f"--alias) and give that name ({MODEL_OPTION}), or judge it against this baseline on purpose with "
+            "--pricer-baseline-name")
 
 
 def _text(value: Any) -> str | None:
@@ -67,6 +98,9 @@ def _version(client: EndpointClient) -> str | None:
             continue
         if status == 200 and isinstance(body, dict):
             for key in ("version", "build_info"):  # llama.cpp's /props: build_info "b5000-abc123"
-                if body.get(key):
+                if isinstance(body.get(key), (str, int, float)) and body[key]:
                     return str(body[key])
+            info = body.get("info")
+            if isinstance(info, dict) and info.get("title") not in (None, DEFAULT_SCHEMA_TITLE):
+                return f"{info['title']} {info.get('version', '')}".strip()
     return None
