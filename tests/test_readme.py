@@ -32,7 +32,7 @@ BASE = "smollm2-135m-instruct"
 FINE_TUNED = "smollm2-135m-instruct+smollm2-135m-pricer"
 ELIDED = "..."  # a sample line of its own: real lines were left out here; at a line's end: the rest was cut
 
-# The change the README's failing gate shows: two guesses in every five tripled (as tests/test_plugin.py plants).
+# The change the README's failing gate shows: two guesses in every five tripled (as tests/plugin/test_plugin.py plants).
 PLANTED_REGRESSION = """
 import pytest
 

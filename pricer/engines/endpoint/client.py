@@ -25,7 +25,7 @@ MAX_BODY = 1 << 20
 # Connection failures in a row, across the run's threads, that open the breaker: one item's tries (1 + RETRIES,
 # 15.5 s of backoff: a server restarting faster is waited for) all refused says the server is down, and every later
 # item fails at once instead of after its own retries (a killed server cost 15 s an item, an hour for 250 items at
-# concurrency 1; now 16 s in all, 4 s at concurrency 4, in tests/test_endpoint_faults.py's fault server).
+# concurrency 1; now 16 s in all, 4 s at concurrency 4, in tests/e2e/test_endpoint_faults.py's fault server).
 BREAKER = 1 + RETRIES
 
 

@@ -28,7 +28,7 @@ from pricer.task.prompts import parse_price
 SAMPLING = {"temperature": 0.0, "top_p": 1.0, "seed": 0, "stop": None}
 # Stored answers of an unfinished run asked again before the rest are reused: a server whose weights or engine
 # changed behind the same model id answers some of them differently (a swapped model changed 8 of 8 in
-# tests/test_endpoint_faults.py), and then none is reused.
+# tests/e2e/test_endpoint_faults.py), and then none is reused.
 PROOF = 4
 GRACE = 0.5  # seconds past the deadline to collect answers already read; a request never outlives the deadline
 
