@@ -142,6 +142,7 @@ def test_data_given_with_a_space_that_hides_the_projects_ini_file_is_a_usage_err
     assert joined.ret == pytest.ExitCode.NO_TESTS_COLLECTED  # the form that cannot be misread is accepted
 
 
+@pytest.mark.e2e  # xdist workers: `pytest -m e2e`
 def test_two_workers_print_neither_the_dist_warning_nor_pytest_benchmarks_for_a_deselected_benchmark(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("xdist", reason="pytest-xdist is not installed")

@@ -347,7 +347,9 @@ def test_an_ini_list_of_lists_or_of_nothing_is_a_usage_error(pytester, value, sh
     assert line == f"ERROR: {pytester.path / 'pyproject.toml'}: ini pricer_bits = {shown}"
 
 
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+# Under xdist a second process: with the end-to-end proofs (`pytest -m e2e`).
+@pytest.mark.parametrize("workers", [pytest.param((), id="serial"),
+                                     pytest.param(("-n", "2"), id="xdist", marks=pytest.mark.e2e)])
 def test_charts_into_a_read_only_folder_on_a_passing_gate_are_named_and_exit_3(baselined, data_dir, workers) -> None:
     if workers:
         pytest.importorskip("xdist", reason="pytest-xdist is not installed (pip install -e '.[test]')")

@@ -343,6 +343,7 @@ def test_saved_runs_into_a_read_only_folder_are_one_line_and_exit_3(baselined, d
     result.stdout.fnmatch_lines([f"--pricer-save-runs: {named(runs)}/constant/classic.json: cannot be written: *"])
 
 
+@pytest.mark.e2e  # xdist workers: `pytest -m e2e`
 def test_saved_runs_that_cannot_be_written_under_xdist_are_no_internal_error(baselined, data_dir):
     pytest.importorskip("xdist", reason="pytest-xdist is not installed (pip install -e '.[test]')")
     (baselined.path / "runs").mkdir()

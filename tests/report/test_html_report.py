@@ -357,6 +357,7 @@ def test_gate_report_holds_each_comparison_made_with_its_reference_answers(gated
     assert guesses[0] == guesses[1] + 1 == guesses[2] + 1  # each comparison shows its own reference's answers
 
 
+@pytest.mark.e2e  # xdist workers: `pytest -m e2e`
 def test_gate_under_xdist_writes_the_report_from_what_the_worker_relayed(gated, data_dir):
     result = gated.runpytest_subprocess("-p", "no:cacheprovider", "-m", "eval", "--pricer-predictor", "constant",
                                         "--pricer-n", "50", "--pricer-data", str(data_dir), "-n", "2",
