@@ -272,6 +272,19 @@ def _step_summary(path: Path) -> bool:
         return False
 
 
+def existing_head(path: Path, size: int) -> bytes | None:
+    """The first `size` bytes of the regular file at `path`, to tell whether it is pricer's own to replace; None where
+    there is nothing to lose (no file, an empty one, a stream) or nothing to read (the write will name why)."""
+    target = output_target(path)
+    if target.stream or not target.exists:
+        return None
+    try:
+        with open(target.file, "rb") as handle:
+            return handle.read(size) or None
+    except OSError:
+        return None
+
+
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"  # GitHub Actions' summary file of the step: ours to append to, whatever its name
 _OUR_HEADING = b"## pricer "  # how every document pricer appends begins
@@ -289,12 +302,7 @@ def append_problem(path: Path) -> str | None:
         return None
     if _step_summary(target.file):
         return None
-    try:
-        with open(target.file, "rb") as handle:
-            head = handle.read(len(_OUR_HEADING))
-    except OSError:
-        return None  # the write names what is wrong with it
-    if not head or head == _OUR_HEADING:
+    if existing_head(path, len(_OUR_HEADING)) in (None, _OUR_HEADING):
         return None
     return (f"an existing file that is not Markdown ({kind(path)} without a .md suffix, not begun by pricer); the "
             "summary is appended only to a new, empty or Markdown file: name a .md file")

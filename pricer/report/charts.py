@@ -289,16 +289,9 @@ def _refuse_foreign(path: Path, fmt: str) -> None:
     """OutputError when `path` is an existing file that is not an image of the chart's format (notes.png holding text,
     a data file given the chart's name by mistake): it is kept, not replaced."""
     from pricer.errors import OutputError
-    from pricer.files import output_target
+    from pricer.files import existing_head
 
-    target = output_target(path)
-    if target.stream or not target.exists:
-        return
-    try:
-        with open(target.file, "rb") as handle:
-            head = handle.read(16).lstrip()
-    except OSError:
-        return  # the write names what is wrong
+    head = (existing_head(path, 16) or b"").lstrip()
     if head and not head.startswith(_MAGIC[fmt]):
         raise OutputError(f"{path}: an existing file that is not a {fmt.upper()} image; a chart replaces only an "
                           "image: name a new file, or remove this one first")

@@ -23,20 +23,12 @@ _CLOSING = re.compile(r"</(script)", re.IGNORECASE)
 def replace_problem(path: Path) -> str | None:
     """Why the report must not be written over `path`, else None: only a new or empty file, or a report pricer
     wrote, is replaced; another program's file (an index.html, a .md) never is."""
-    from pricer.files import output_problem, output_target
+    from pricer.files import existing_head, output_problem
 
     problem = output_problem(path)
     if problem:
         return problem
-    target = output_target(path)
-    if target.stream or not target.exists:
-        return None
-    try:
-        with open(target.file, "rb") as handle:
-            head = handle.read(len(MARKER))
-    except OSError:
-        return None  # the write names what is wrong with it
-    if not head or head == MARKER.encode():
+    if existing_head(path, len(MARKER)) in (None, MARKER.encode()):
         return None
     return "an existing file pricer did not write (it does not begin as a pricer report); name a new .html file"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,8 @@ from typing import Any
 
 from pricer.engines.evaluate import RunResult
 from pricer.errors import BaselineError, OutputError, PricerError
-from pricer.files import dumps_json, json_object, output_target, read_json, read_text, today, utc_date, write_json
+from pricer.files import (dumps_json, existing_head, json_object, read_json, read_text, today, utc_date,
+                          write_json)
 from pricer.store.fingerprint import Fingerprint, commit_info
 from pricer.task.metrics import Metrics
 
@@ -158,15 +158,13 @@ def foreign_file(path: Path) -> str | None:
     """Why a run must not be written over `path`, else None: an existing non-empty regular file that is not one
     pricer stored in the baseline format (a JSON object with its format and checksum)."""
     try:
-        target = output_target(path)
+        head = existing_head(path, 64)
     except OutputError:
         return None  # not a file to replace: the write names what the path is
+    if head is None:
+        return None  # nothing to lose: a stream is written as it is, a new or empty file is ours to fill
     try:
-        if target.stream or not target.exists or os.path.getsize(target.file) == 0:
-            return None  # nothing to lose: a stream is written as it is, a new or empty file is ours to fill
-        with open(target.file, "rb") as handle:
-            head = handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-        raw = json.loads(read_text(target.file)) if head.startswith(b"{") else None
+        raw = json.loads(read_text(path)) if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else None
     except (OSError, PricerError, ValueError):
         raw = None  # unreadable, or not JSON: not a run we can tell is ours
     if isinstance(raw, dict) and "format" in raw and "checksum" in raw:
