@@ -266,16 +266,12 @@ def _output_unless(option: str, problem: Callable[[Path], str | None]) -> Callab
 def html_file(option: str) -> Callable[[str], Path]:
     """An HTML report to write: as output_file, and refused when it exists and pricer did not write it."""
 
-    def parse(value: str) -> Path:
+    def problem(path: Path) -> str | None:
         from pricer.report.html_page import replace_problem
 
-        path = output_file(option)(value)
-        problem = replace_problem(path)
-        if problem:
-            raise argparse.ArgumentTypeError(f"{option}: {value!r} is {problem}")
-        return path
+        return replace_problem(path)
 
-    return parse
+    return _output_unless(option, problem)
 
 
 def non_empty(option: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
